@@ -1,0 +1,120 @@
+//! The `/_armlet` control API: what a running armlet is (for `armlet env`), readiness, and
+//! the simulated clock.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::arm::extract::ArmJson;
+use crate::arm::lro;
+use crate::arm::{ArmError, ArmResult};
+use crate::arm_error;
+use crate::clock::{ClockState, parse_duration, parse_rfc3339, rfc3339};
+use crate::fixtures;
+use crate::state::AppState;
+
+pub const CLOCK_KEY: &str = "meta/clock";
+
+/// `GET /_armlet/info`: endpoints, default tenant, subscription and credentials, and the CA.
+pub async fn info(State(state): State<AppState>) -> Json<Value> {
+    let defaults = fixtures::defaults();
+    Json(json!({
+        "name": "armlet",
+        "version": env!("CARGO_PKG_VERSION"),
+        "httpsUrl": state.settings.https_url,
+        "httpUrl": state.settings.http_url,
+        "metadataUrl": format!("{}/metadata/endpoints?api-version=2019-05-01", state.settings.http_url),
+        "tenantId": defaults.tenant.tenant_id,
+        "subscriptionId": defaults.subscription.subscription_id,
+        "clientId": defaults.service_principal.app_id,
+        "clientSecret": defaults.service_principal.secret,
+        "dataDir": state.settings.data_dir.as_ref().map(|d| d.display().to_string()),
+        "caCertificate": state.settings.ca_pem,
+    }))
+}
+
+/// `GET /_armlet/health`: ready once the store is open and answering.
+pub async fn health(State(state): State<AppState>) -> Response {
+    match lro::pending_count(&state.db) {
+        Ok(pending) => Json(json!({
+            "status": "ready",
+            "store": "open",
+            "pendingOperations": pending,
+            "time": rfc3339(state.clock.now()),
+        }))
+        .into_response(),
+        Err(e) => ArmError::from(e).into_response(),
+    }
+}
+
+fn clock_json(state: &AppState) -> Value {
+    let clock = state.clock.state();
+    json!({ "now": rfc3339(state.clock.now()), "mode": clock.mode, "offsetNs": clock.offset_ns })
+}
+
+/// `GET /_armlet/clock`.
+pub async fn clock_show(State(state): State<AppState>) -> Json<Value> {
+    Json(clock_json(&state))
+}
+
+async fn persist_and_settle(state: &AppState) -> ArmResult<Vec<Value>> {
+    let clock: ClockState = state.clock.state();
+    state.db.transact(|tx| tx.put(CLOCK_KEY, &clock)).await?;
+    let settled = crate::providers::settle_operations(state).await?;
+    Ok(settled
+        .iter()
+        .map(|op| json!({ "kind": op.kind, "subject": op.resource_id, "status": op.status, "due": rfc3339(op.due_at) }))
+        .collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Advance {
+    by: Option<String>,
+    to: Option<String>,
+}
+
+/// `POST /_armlet/clock/advance` with `{"by":"46d"}` or `{"to":"<RFC 3339>"}`: moves time
+/// forward (never back) and settles everything that fell due.
+pub async fn clock_advance(
+    State(state): State<AppState>,
+    ArmJson(body): ArmJson<Advance>,
+) -> ArmResult<Json<Value>> {
+    let result = match (&body.by, &body.to) {
+        (Some(by), None) => {
+            let by = parse_duration(by).map_err(|e| arm_error!(BadRequest, "{e}"))?;
+            state.clock.advance_by(by)
+        }
+        (None, Some(to)) => state
+            .clock
+            .advance_to(parse_rfc3339(to).map_err(|e| arm_error!(BadRequest, "{e}"))?),
+        _ => {
+            return Err(arm_error!(
+                BadRequest,
+                "Give exactly one of 'by' (e.g. \"46d\") or 'to' (an RFC 3339 time)."
+            ));
+        }
+    }
+    .map_err(|e| arm_error!(BadRequest, "{e}"))?;
+    let _ = result;
+    let fired = persist_and_settle(&state).await?;
+    let mut body = clock_json(&state);
+    body["fired"] = json!(fired);
+    Ok(Json(body))
+}
+
+/// `POST /_armlet/clock/freeze`: time stands still until advanced or resumed.
+pub async fn clock_freeze(State(state): State<AppState>) -> ArmResult<Json<Value>> {
+    state.clock.freeze();
+    persist_and_settle(&state).await?;
+    Ok(Json(clock_json(&state)))
+}
+
+/// `POST /_armlet/clock/resume`: time runs again from where it stands.
+pub async fn clock_resume(State(state): State<AppState>) -> ArmResult<Json<Value>> {
+    state.clock.resume();
+    persist_and_settle(&state).await?;
+    Ok(Json(clock_json(&state)))
+}

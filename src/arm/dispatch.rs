@@ -1,0 +1,265 @@
+//! ARM paths nest to any depth and match case-insensitively, so instead of a web router the
+//! ARM surface goes through one table of swagger-style path templates
+//! (`/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}`). A leading
+//! `{scope}` matches any scope, for extension resources such as role assignments.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::http::Method;
+use axum::response::Response;
+
+use super::error::{ArmError, ArmResult};
+use super::request::ArmRequest;
+use crate::arm_error;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A route handler: state and request in, response out.
+pub type Handler<S> = fn(S, ArmRequest) -> BoxFuture<ArmResult<Response>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(&'static str),
+}
+
+/// A parsed path template.
+#[derive(Debug, Clone)]
+pub struct PathPattern {
+    template: &'static str,
+    /// Whether the template starts with `{scope}`.
+    scoped: bool,
+    segments: Vec<Segment>,
+}
+
+impl PathPattern {
+    pub fn new(template: &'static str) -> Self {
+        let mut segments: Vec<Segment> = template
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => Segment::Param(name),
+                    None => Segment::Literal(s.to_lowercase()),
+                },
+            )
+            .collect();
+        let scoped = segments.first() == Some(&Segment::Param("scope"));
+        if scoped {
+            segments.remove(0);
+        }
+        Self {
+            template,
+            scoped,
+            segments,
+        }
+    }
+
+    pub fn template(&self) -> &'static str {
+        self.template
+    }
+
+    /// Captures the parameters if `path` (as decoded segments) matches.
+    pub fn matches(&self, path: &[String]) -> Option<Vec<(&'static str, String)>> {
+        if path.len() < self.segments.len() || (!self.scoped && path.len() != self.segments.len()) {
+            return None;
+        }
+        let split = path.len() - self.segments.len();
+        let (scope, rest) = path.split_at(split);
+        let mut params = Vec::new();
+        if self.scoped {
+            params.push(("scope", format!("/{}", scope.join("/"))));
+        }
+        for (segment, actual) in self.segments.iter().zip(rest) {
+            match segment {
+                Segment::Literal(lit) if lit.eq_ignore_ascii_case(actual) => {}
+                Segment::Literal(_) => return None,
+                Segment::Param(name) => params.push((*name, actual.clone())),
+            }
+        }
+        Some(params)
+    }
+}
+
+/// One ARM operation.
+pub struct Route<S> {
+    pub method: Method,
+    pub pattern: PathPattern,
+    /// Full resource type whose api-versions apply, e.g. `Microsoft.Resources/resourceGroups`.
+    pub resource_type: &'static str,
+    /// The swagger operationId this route emulates.
+    pub operation_id: &'static str,
+    pub handler: Handler<S>,
+}
+
+/// The ARM route table.
+pub struct RouteTable<S> {
+    routes: Vec<Route<S>>,
+}
+
+impl<S> Default for RouteTable<S> {
+    fn default() -> Self {
+        Self { routes: Vec::new() }
+    }
+}
+
+/// What resolving a request found.
+pub struct Resolved<'a, S> {
+    pub route: &'a Route<S>,
+    pub params: Vec<(&'static str, String)>,
+}
+
+impl<S> RouteTable<S> {
+    pub fn add(
+        &mut self,
+        method: Method,
+        template: &'static str,
+        resource_type: &'static str,
+        operation_id: &'static str,
+        handler: Handler<S>,
+    ) -> &mut Self {
+        self.routes.push(Route {
+            method,
+            pattern: PathPattern::new(template),
+            resource_type,
+            operation_id,
+            handler,
+        });
+        self
+    }
+
+    pub fn routes(&self) -> &[Route<S>] {
+        &self.routes
+    }
+
+    /// Finds the route for a request. Earlier routes win, so specific templates come before
+    /// `{scope}` ones. A path that matches with another method gets 405; no match gets the
+    /// error ARM gives for an unknown namespace or type.
+    pub fn resolve(&self, method: &Method, path: &[String]) -> ArmResult<Resolved<'_, S>> {
+        let mut path_matched = false;
+        for route in &self.routes {
+            if let Some(params) = route.pattern.matches(path) {
+                // HEAD is answered by the GET handler unless a route says otherwise.
+                if route.method == *method {
+                    return Ok(Resolved { route, params });
+                }
+                path_matched = true;
+            }
+        }
+        if path_matched {
+            return Err(arm_error!(
+                MethodNotAllowed,
+                "The requested resource does not support http method '{method}'."
+            ));
+        }
+        Err(unknown_path(path))
+    }
+}
+
+fn unknown_path(path: &[String]) -> ArmError {
+    let providers = path
+        .iter()
+        .rposition(|s| s.eq_ignore_ascii_case("providers"));
+    match providers.and_then(|i| path.get(i + 1).map(|ns| (i, ns))) {
+        Some((i, namespace)) => {
+            let types: Vec<&str> = path[i + 2..]
+                .iter()
+                .step_by(2)
+                .map(String::as_str)
+                .collect();
+            if types.is_empty() {
+                arm_error!(
+                    InvalidResourceNamespace,
+                    "The resource namespace '{namespace}' is invalid."
+                )
+            } else {
+                arm_error!(
+                    InvalidResourceType,
+                    "The resource type '{}' could not be found in the namespace '{namespace}'.",
+                    types.join("/")
+                )
+            }
+        }
+        None => arm_error!(
+            NotFound,
+            "The requested path '/{}' is not an ARM resource path.",
+            path.join("/")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(p: &str) -> Vec<String> {
+        super::super::resource_id::segments(p)
+    }
+
+    #[test]
+    fn literal_segments_match_case_insensitively_and_params_keep_case() {
+        let p =
+            PathPattern::new("/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}");
+        let params = p
+            .matches(&segs("/SUBSCRIPTIONS/abc/resourceGroups/MyRG"))
+            .unwrap();
+        assert_eq!(
+            params,
+            vec![
+                ("subscriptionId", "abc".to_owned()),
+                ("resourceGroupName", "MyRG".to_owned())
+            ]
+        );
+        assert!(
+            p.matches(&segs("/subscriptions/abc/resourcegroups"))
+                .is_none()
+        );
+        assert!(
+            p.matches(&segs("/subscriptions/abc/resourcegroups/rg/extra"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn scope_captures_any_prefix() {
+        let p = PathPattern::new(
+            "/{scope}/providers/Microsoft.Authorization/roleAssignments/{roleAssignmentName}",
+        );
+        let params = p
+            .matches(&segs("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Authorization/roleassignments/g"))
+            .unwrap();
+        assert_eq!(
+            params[0],
+            ("scope", "/subscriptions/s/resourceGroups/rg".to_owned())
+        );
+        assert_eq!(params[1], ("roleAssignmentName", "g".to_owned()));
+        let root = p
+            .matches(&segs(
+                "/providers/Microsoft.Authorization/roleAssignments/g",
+            ))
+            .unwrap();
+        assert_eq!(root[0], ("scope", "/".to_owned()));
+    }
+
+    #[test]
+    fn unknown_paths_name_what_is_wrong() {
+        let table: RouteTable<()> = RouteTable::default();
+        let err = table
+            .resolve(
+                &Method::GET,
+                &segs("/subscriptions/s/providers/Microsoft.Nope"),
+            )
+            .err()
+            .unwrap();
+        assert_eq!(err.code.as_str(), "InvalidResourceNamespace");
+        let err = table
+            .resolve(
+                &Method::GET,
+                &segs("/subscriptions/s/providers/Microsoft.Foo/bars/x"),
+            )
+            .err()
+            .unwrap();
+        assert_eq!(err.code.as_str(), "InvalidResourceType");
+    }
+}

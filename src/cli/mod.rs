@@ -1,0 +1,141 @@
+//! The client side of the command line: `armlet env`, `armlet clock`, `armlet health`, which
+//! talk to a running armlet over its plain-HTTP listener.
+
+pub mod http;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// Single-quotes a value for POSIX shells.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\"'\"'"))
+}
+
+async fn get_json(url: &str) -> Result<Value, String> {
+    let (status, body) = http::request("GET", url, None).await?;
+    let value: Value =
+        serde_json::from_str(&body).map_err(|_| format!("{url} answered {status}: {body}"))?;
+    if status >= 400 {
+        return Err(format!(
+            "{url} answered {status}: {}",
+            value["error"]["message"].as_str().unwrap_or(&body)
+        ));
+    }
+    Ok(value)
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("ARMLET_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".armlet")))
+        .unwrap_or_else(|| PathBuf::from(".armlet"))
+}
+
+/// `armlet env`: asks the running armlet who it is, saves its CA beside an isolated az
+/// config dir, and prints the exports that point az (and SDKs) at it.
+pub async fn env(url: &str, dir: Option<&Path>) -> Result<String, String> {
+    let url = url.trim_end_matches('/');
+    let info = get_json(&format!("{url}/_armlet/info")).await?;
+    let field = |name: &str| info[name].as_str().unwrap_or_default().to_owned();
+    let https_url = field("httpsUrl");
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => home_dir().join(
+            https_url
+                .trim_start_matches("https://")
+                .replace([':', '[', ']'], "-"),
+        ),
+    };
+    let config_dir = dir.join("azure");
+    std::fs::create_dir_all(&config_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config_dir.display()))?;
+    let config_dir = config_dir.canonicalize().unwrap_or(config_dir);
+    let ca_path = config_dir.parent().unwrap_or(&config_dir).join("ca.pem");
+    std::fs::write(&ca_path, field("caCertificate"))
+        .map_err(|e| format!("cannot write {}: {e}", ca_path.display()))?;
+    let exports = [
+        ("AZURE_CONFIG_DIR", config_dir.display().to_string()),
+        (
+            "ARM_CLOUD_METADATA_URL",
+            format!("{url}/metadata/endpoints?api-version=2019-05-01"),
+        ),
+        ("REQUESTS_CA_BUNDLE", ca_path.display().to_string()),
+        ("AZURE_CORE_INSTANCE_DISCOVERY", "false".into()),
+        ("AZURE_CORE_COLLECT_TELEMETRY", "false".into()),
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", url.to_owned()),
+        ("ARMLET_URL", url.to_owned()),
+        ("ARMLET_HTTPS_URL", https_url.clone()),
+        ("ARMLET_CLIENT_ID", field("clientId")),
+        ("ARMLET_CLIENT_SECRET", field("clientSecret")),
+        ("ARMLET_TENANT_ID", field("tenantId")),
+        ("ARMLET_SUBSCRIPTION_ID", field("subscriptionId")),
+    ];
+    let mut out = format!(
+        "# armlet at {https_url}: az now uses the isolated config dir below, not ~/.azure.\n# Log in with: az login --service-principal -u \"$ARMLET_CLIENT_ID\" -p \"$ARMLET_CLIENT_SECRET\" --tenant \"$ARMLET_TENANT_ID\"\n"
+    );
+    for (name, value) in exports {
+        out.push_str(&format!("export {name}={}\n", shell_quote(&value)));
+    }
+    Ok(out)
+}
+
+/// `armlet clock show|advance|set|freeze|resume`.
+pub async fn clock(url: &str, action: &str, arg: Option<&str>) -> Result<String, String> {
+    let url = url.trim_end_matches('/');
+    let (method, path, body) = match (action, arg) {
+        ("show", _) => ("GET", "/_armlet/clock", None),
+        ("advance", Some(by)) => ("POST", "/_armlet/clock/advance", Some(json!({ "by": by }))),
+        ("set", Some(to)) => ("POST", "/_armlet/clock/advance", Some(json!({ "to": to }))),
+        ("freeze", _) => ("POST", "/_armlet/clock/freeze", None),
+        ("resume", _) => ("POST", "/_armlet/clock/resume", None),
+        ("advance", None) => return Err("armlet clock advance needs a duration, e.g. 46d".into()),
+        ("set", None) => return Err("armlet clock set needs an RFC 3339 time".into()),
+        (other, _) => {
+            return Err(format!(
+                "unknown clock action '{other}' (show, advance, set, freeze, resume)"
+            ));
+        }
+    };
+    let body = body.map(|b| b.to_string());
+    let (status, text) = http::request(method, &format!("{url}{path}"), body.as_deref()).await?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|_| format!("armlet answered {status}: {text}"))?;
+    if status >= 400 {
+        return Err(value["error"]["message"]
+            .as_str()
+            .unwrap_or(&text)
+            .to_owned());
+    }
+    let mut out = format!(
+        "{} ({})\n",
+        value["now"].as_str().unwrap_or_default(),
+        value["mode"].as_str().unwrap_or_default()
+    );
+    for fired in value["fired"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  fired {} {}\n",
+            fired["kind"].as_str().unwrap_or_default(),
+            fired["subject"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(out)
+}
+
+/// `armlet health [--wait]`: whether armlet is ready; with `wait`, polls until it is.
+pub async fn health(url: &str, wait: Option<Duration>) -> Result<String, String> {
+    let url = format!("{}/_armlet/health", url.trim_end_matches('/'));
+    let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+    loop {
+        match get_json(&url).await {
+            Ok(v) if v["status"] == "ready" => return Ok(v.to_string()),
+            result => match deadline {
+                Some(d) if tokio::time::Instant::now() < d => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                _ => return Err(result.err().unwrap_or_else(|| "armlet is not ready".into())),
+            },
+        }
+    }
+}

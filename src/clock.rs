@@ -1,0 +1,259 @@
+//! The one source of time. Every timestamp, expiry, rotation, propagation delay and
+//! operation duration reads [`Clock::now`]; direct calls to the system time are banned by
+//! clippy's `disallowed-methods` (see `clippy.toml`) everywhere but here.
+//!
+//! In *real* mode simulated time follows the wall clock plus an offset (advancing jumps ahead
+//! and time keeps running); in *frozen* mode it moves only when told.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+/// How simulated time moves between explicit advances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClockMode {
+    /// Wall time plus an offset.
+    Real,
+    /// Stands still until advanced.
+    Frozen,
+}
+
+/// The persisted form of the clock: enough to restore it after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClockState {
+    pub mode: ClockMode,
+    /// Simulated minus wall time, in nanoseconds (real mode).
+    pub offset_ns: i64,
+    /// The instant time stands at (frozen mode).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub frozen_at: Option<OffsetDateTime>,
+}
+
+/// A refused clock change.
+#[derive(Debug, thiserror::Error)]
+pub enum ClockError {
+    #[error("the clock never moves backwards: {to} is before the current time {now}")]
+    Backwards { now: String, to: String },
+}
+
+/// Simulated time, shared by the whole server.
+#[derive(Debug)]
+pub struct Clock {
+    state: Mutex<ClockState>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::real()
+    }
+}
+
+impl Clock {
+    /// A clock that follows wall time.
+    pub fn real() -> Self {
+        Self::from_state(ClockState {
+            mode: ClockMode::Real,
+            offset_ns: 0,
+            frozen_at: None,
+        })
+    }
+
+    /// A clock standing still at `at` (tests use this for determinism).
+    pub fn frozen_at(at: OffsetDateTime) -> Self {
+        Self::from_state(ClockState {
+            mode: ClockMode::Frozen,
+            offset_ns: 0,
+            frozen_at: Some(at),
+        })
+    }
+
+    pub fn from_state(state: ClockState) -> Self {
+        Self {
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Wall time. Only token lifetimes use it, because clients (az, MSAL) cache tokens by
+    /// their own wall clock; everything simulated uses [`Clock::now`].
+    #[expect(clippy::disallowed_methods, reason = "the one place wall time is read")]
+    pub fn wall_now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    /// The current simulated time.
+    pub fn now(&self) -> OffsetDateTime {
+        Self::now_of(&self.lock())
+    }
+
+    fn now_of(state: &ClockState) -> OffsetDateTime {
+        match state.mode {
+            ClockMode::Real => Self::wall_now() + Duration::nanoseconds(state.offset_ns),
+            ClockMode::Frozen => state.frozen_at.unwrap_or_else(Self::wall_now),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClockState> {
+        // A poisoned clock still holds a valid state: recover it rather than propagate.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn state(&self) -> ClockState {
+        self.lock().clone()
+    }
+
+    pub fn mode(&self) -> ClockMode {
+        self.lock().mode
+    }
+
+    /// Moves time forward by `by` (which must not be negative).
+    pub fn advance_by(&self, by: Duration) -> Result<OffsetDateTime, ClockError> {
+        let now = self.now();
+        self.advance_to(now + by)
+    }
+
+    /// Moves time forward to `to`; never backwards.
+    pub fn advance_to(&self, to: OffsetDateTime) -> Result<OffsetDateTime, ClockError> {
+        let mut state = self.lock();
+        let now = Self::now_of(&state);
+        if to < now {
+            return Err(ClockError::Backwards {
+                now: rfc3339(now),
+                to: rfc3339(to),
+            });
+        }
+        match state.mode {
+            ClockMode::Real => {
+                let delta = to - Self::wall_now();
+                state.offset_ns = i64::try_from(delta.whole_nanoseconds()).unwrap_or(i64::MAX);
+            }
+            ClockMode::Frozen => state.frozen_at = Some(to),
+        }
+        Ok(to)
+    }
+
+    /// Stops time at the current instant.
+    pub fn freeze(&self) -> OffsetDateTime {
+        let mut state = self.lock();
+        let now = Self::now_of(&state);
+        state.mode = ClockMode::Frozen;
+        state.frozen_at = Some(now);
+        now
+    }
+
+    /// Lets time run again from where it stands.
+    pub fn resume(&self) -> OffsetDateTime {
+        let mut state = self.lock();
+        let now = Self::now_of(&state);
+        state.mode = ClockMode::Real;
+        state.offset_ns = i64::try_from((now - Self::wall_now()).whole_nanoseconds()).unwrap_or(0);
+        state.frozen_at = None;
+        now
+    }
+}
+
+/// Formats an instant as ARM does (RFC 3339, UTC).
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Parses an RFC 3339 instant.
+pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("'{s}' is not an RFC 3339 time: {e}"))
+}
+
+/// Parses a duration such as `46d`, `1h30m`, `90s`, `250ms` or `2w`.
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err("an empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "'{input}' is not a duration (expected e.g. 46d, 1h30m, 90s)"
+            ));
+        }
+        let n: i64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("'{input}' is too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "w" => Some(Duration::weeks(n)),
+            "d" => Some(Duration::days(n)),
+            "h" => Some(Duration::hours(n)),
+            "m" => Some(Duration::minutes(n)),
+            "s" | "" => Some(Duration::seconds(n)),
+            "ms" => Some(Duration::milliseconds(n)),
+            _ => None,
+        }
+        .ok_or_else(|| format!("'{input}' has an unknown unit '{unit}' (use w, d, h, m, s, ms)"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("'{input}' is too large"))?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("46d").unwrap(), Duration::days(46));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::minutes(90));
+        assert_eq!(
+            parse_duration("250ms").unwrap(),
+            Duration::milliseconds(250)
+        );
+        assert_eq!(parse_duration("2w").unwrap(), Duration::days(14));
+        assert_eq!(parse_duration("90").unwrap(), Duration::seconds(90));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("3y").is_err());
+        assert!(parse_duration("-3d").is_err());
+    }
+
+    #[test]
+    fn frozen_clock_moves_only_when_told_and_never_back() {
+        let clock = Clock::frozen_at(datetime!(2026-01-01 0:00 UTC));
+        assert_eq!(clock.now(), datetime!(2026-01-01 0:00 UTC));
+        clock.advance_by(Duration::days(46)).unwrap();
+        assert_eq!(clock.now(), datetime!(2026-02-16 0:00 UTC));
+        assert!(clock.advance_to(datetime!(2026-01-02 0:00 UTC)).is_err());
+        assert_eq!(clock.now(), datetime!(2026-02-16 0:00 UTC));
+    }
+
+    #[test]
+    fn real_clock_keeps_running_after_an_advance() {
+        let clock = Clock::real();
+        let before = clock.now();
+        clock.advance_by(Duration::days(46)).unwrap();
+        let after = clock.now();
+        assert!(after - before >= Duration::days(46));
+        assert!(after - before < Duration::days(46) + Duration::minutes(1));
+        let frozen = clock.freeze();
+        assert_eq!(clock.now(), frozen);
+        clock.resume();
+        assert!(clock.now() >= frozen);
+    }
+}

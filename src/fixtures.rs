@@ -1,0 +1,142 @@
+//! Built-in data shipped in `fixtures/`, compiled into the binary.
+
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+/// One Azure region (`fixtures/locations.json`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Region {
+    pub name: String,
+    pub display_name: String,
+    pub regional_display_name: String,
+    pub region_type: String,
+    pub region_category: String,
+    pub geography_group: String,
+    pub geography: String,
+    pub longitude: String,
+    pub latitude: String,
+    pub physical_location: String,
+    #[serde(default)]
+    pub paired_region: Vec<String>,
+}
+
+/// A resource provider namespace and its types (`fixtures/providers.json`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderFixture {
+    pub namespace: String,
+    /// Types ARM itself owns answer bad api-versions with InvalidApiVersionParameter.
+    #[serde(default)]
+    pub arm_owned: bool,
+    pub resource_types: Vec<ResourceTypeFixture>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceTypeFixture {
+    pub resource_type: String,
+    pub api_versions: Vec<String>,
+    /// Region names, or `*` for every region.
+    #[serde(default)]
+    pub locations: Vec<String>,
+}
+
+/// The first-start tenant, subscription and service principal (`fixtures/defaults.json`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Defaults {
+    pub tenant: DefaultTenant,
+    pub subscription: DefaultSubscription,
+    pub service_principal: DefaultServicePrincipal,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultTenant {
+    pub tenant_id: String,
+    pub display_name: String,
+    pub default_domain: String,
+    pub country_code: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultSubscription {
+    pub subscription_id: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultServicePrincipal {
+    pub app_id: String,
+    pub object_id: String,
+    pub display_name: String,
+    pub secret: String,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> T {
+    // The fixtures are compiled in and covered by tests: a parse failure is a build defect.
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("fixtures/{name} is invalid: {e}"))
+}
+
+pub fn regions() -> &'static [Region] {
+    static REGIONS: OnceLock<Vec<Region>> = OnceLock::new();
+    REGIONS.get_or_init(|| parse("locations.json", include_str!("../fixtures/locations.json")))
+}
+
+/// Finds a region by name or display name, the way ARM normalises `"West US 2"` to `westus2`.
+pub fn region(name_or_display: &str) -> Option<&'static Region> {
+    let wanted: String = name_or_display
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_lowercase();
+    regions()
+        .iter()
+        .find(|r| r.name == wanted || r.display_name.replace(' ', "").to_lowercase() == wanted)
+}
+
+pub fn providers() -> &'static [ProviderFixture] {
+    static PROVIDERS: OnceLock<Vec<ProviderFixture>> = OnceLock::new();
+    PROVIDERS.get_or_init(|| parse("providers.json", include_str!("../fixtures/providers.json")))
+}
+
+pub fn defaults() -> &'static Defaults {
+    static DEFAULTS: OnceLock<Defaults> = OnceLock::new();
+    DEFAULTS.get_or_init(|| parse("defaults.json", include_str!("../fixtures/defaults.json")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixtures_parse_and_are_consistent() {
+        assert!(regions().len() > 50);
+        for r in regions() {
+            for p in &r.paired_region {
+                assert!(region(p).is_some(), "{} pairs with unknown {p}", r.name);
+            }
+        }
+        for name in [
+            "westus2",
+            "usdodcentral",
+            "usdodeast",
+            "usgoviowa",
+            "chinaeast",
+            "chinanorth",
+        ] {
+            assert!(region(name).is_some(), "{name} missing");
+        }
+        assert_eq!(region("West US 2").unwrap().name, "westus2");
+        assert!(
+            providers()
+                .iter()
+                .any(|p| p.namespace == "Microsoft.Resources" && p.arm_owned)
+        );
+        assert_eq!(defaults().tenant.default_domain, "armlet.onmicrosoft.com");
+    }
+}

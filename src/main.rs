@@ -1,0 +1,152 @@
+//! The `armlet` command: `serve` (also what a bare `armlet` does), `env`, `clock`, `health`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use armlet::server::{ServeOptions, serve};
+
+/// A local Azure Resource Manager emulator for AKS and managed identities.
+#[derive(Parser)]
+#[command(name = "armlet", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the emulator (the default).
+    Serve(ServeArgs),
+    /// Print shell exports that point az and the Azure SDKs at a running armlet.
+    Env {
+        /// armlet's plain-HTTP URL.
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Where to keep the isolated az config dir and the CA (default ~/.armlet/<host>-<port>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Show or move the simulated clock: show | advance 46d | set 2027-01-01T00:00:00Z | freeze | resume.
+    Clock {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(default_value = "show")]
+        action: String,
+        /// A duration (advance) or an RFC 3339 time (set).
+        value: Option<String>,
+    },
+    /// Report readiness; with --wait, block until ready (for scripts and health checks).
+    Health {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Keep polling up to this long (e.g. 30s) until armlet is ready.
+        #[arg(long, num_args = 0..=1, default_missing_value = "30s")]
+        wait: Option<String>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ARMLET_BIND", default_value = "127.0.0.1")]
+    bind: String,
+    /// HTTPS port (ARM, Entra ID, Graph); 0 picks a free one.
+    #[arg(long, env = "ARMLET_HTTPS_PORT", default_value_t = 8443)]
+    https_port: u16,
+    /// Plain-HTTP port (the same routes; az needs it for cloud metadata and IMDS); 0 picks a free one.
+    #[arg(long, env = "ARMLET_HTTP_PORT", default_value_t = 8080)]
+    http_port: u16,
+    /// Where state, keys and certificates live.
+    #[arg(long, env = "ARMLET_DATA_DIR", default_value = "./armlet-data")]
+    data_dir: PathBuf,
+    /// Keep nothing on disk: state, signing key and TLS certificates live and die with the process.
+    #[arg(long, env = "ARMLET_IN_MEMORY")]
+    in_memory: bool,
+    /// Serve this certificate chain (PEM) instead of the generated one.
+    #[arg(long, env = "ARMLET_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, env = "ARMLET_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Accept any api-version.
+    #[arg(long, env = "ARMLET_SKIP_API_VERSION_CHECK")]
+    skip_api_version_check: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "ARMLET_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    max_body_bytes: usize,
+}
+
+impl From<ServeArgs> for ServeOptions {
+    fn from(a: ServeArgs) -> Self {
+        ServeOptions {
+            bind: a.bind,
+            https_port: a.https_port,
+            http_port: a.http_port,
+            data_dir: a.data_dir,
+            in_memory: a.in_memory,
+            tls_cert: a.tls_cert,
+            tls_key: a.tls_key,
+            skip_api_version_check: a.skip_api_version_check,
+            max_body_bytes: a.max_body_bytes,
+        }
+    }
+}
+
+fn print_result(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("armlet: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ARMLET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        None => print_result(serve(cli.serve.into()).await.map(|()| String::new())),
+        Some(Command::Serve(args)) => {
+            print_result(serve(args.into()).await.map(|()| String::new()))
+        }
+        Some(Command::Env { url, dir }) => {
+            print_result(armlet::cli::env(&url, dir.as_deref()).await)
+        }
+        Some(Command::Clock { url, action, value }) => {
+            print_result(armlet::cli::clock(&url, &action, value.as_deref()).await)
+        }
+        Some(Command::Health { url, wait }) => {
+            let wait = match wait
+                .as_deref()
+                .map(armlet::clock::parse_duration)
+                .transpose()
+            {
+                Ok(w) => w.map(|d| {
+                    std::time::Duration::from_millis(
+                        u64::try_from(d.whole_milliseconds()).unwrap_or(0),
+                    )
+                }),
+                Err(e) => return print_result(Err(e)),
+            };
+            print_result(armlet::cli::health(&url, wait).await)
+        }
+    }
+}

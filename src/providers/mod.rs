@@ -1,0 +1,35 @@
+//! Resource providers: one module per namespace, one file per resource type, handlers named
+//! after the swagger operationIds.
+
+pub mod resources;
+
+use crate::arm::lro::{self, Operation};
+use crate::arm::{ArmError, ErrorCode};
+use crate::state::AppState;
+use crate::store::StoreError;
+
+/// Completes every long-running operation whose simulated due time has come, in due order,
+/// and returns them. Called by the ticker, by status polls and after clock changes.
+pub async fn settle_operations(state: &AppState) -> Result<Vec<Operation>, StoreError> {
+    let mut settled = Vec::new();
+    for op in lro::due(&state.db, state.clock.now())? {
+        let done = match op.kind.as_str() {
+            resources::resource_groups::DELETE_OPERATION => {
+                resources::resource_groups::complete_delete(state, op).await?
+            }
+            other => {
+                let error = ArmError::new(
+                    ErrorCode::InternalServerError,
+                    format!("No completion for operation kind '{other}'."),
+                );
+                let now = state.clock.now();
+                state
+                    .db
+                    .transact(|tx| op.finish(tx, Err(error), now))
+                    .await?
+            }
+        };
+        settled.push(done);
+    }
+    Ok(settled)
+}

@@ -1,0 +1,310 @@
+//! Every route armlet serves is declared here: the fixed surfaces (cloud metadata, Entra ID,
+//! the `/_armlet` control API) as axum routes, and the ARM surface as one table of swagger
+//! path templates behind a single dispatcher (ARM paths nest and match case-insensitively).
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::arm::dispatch::RouteTable;
+use crate::arm::extract::read_body;
+use crate::arm::request::Scheme;
+use crate::arm::resource_id::segments;
+use crate::arm::{ArmError, ArmRequest, ArmResult, headers};
+use crate::auth::{bearer, entra};
+use crate::providers::resources::{
+    self as rp, generic_resources, locations, operations, providers as rps, resource_groups,
+    subscriptions,
+};
+use crate::state::AppState;
+use crate::{admin, cloud_metadata};
+
+/// Wraps an async handler `fn(AppState, ArmRequest)` as a table entry.
+macro_rules! h {
+    ($f:path) => {
+        |state, req| Box::pin($f(state, req))
+    };
+}
+
+/// The ARM route table. Earlier entries win; `{scope}` templates go last.
+pub fn arm_routes() -> RouteTable<AppState> {
+    const RES: &str = "Microsoft.Resources/resourceGroups";
+    const SUBS: &str = "Microsoft.Resources/subscriptions";
+    const PROV: &str = "Microsoft.Resources/providers";
+    let mut t = RouteTable::default();
+    // ---- Microsoft.Resources: subscriptions and tenants ----
+    t.add(
+        Method::GET,
+        "/subscriptions",
+        SUBS,
+        "Subscriptions_List",
+        h!(subscriptions::list),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}",
+        SUBS,
+        "Subscriptions_Get",
+        h!(subscriptions::get),
+    );
+    t.add(
+        Method::GET,
+        "/tenants",
+        "Microsoft.Resources/tenants",
+        "Tenants_List",
+        h!(subscriptions::list_tenants),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/locations",
+        "Microsoft.Resources/subscriptions/locations",
+        "Subscriptions_ListLocations",
+        h!(locations::list_locations),
+    );
+    // ---- Microsoft.Resources: providers ----
+    t.add(
+        Method::GET,
+        "/providers",
+        PROV,
+        "Providers_ListAtTenantScope",
+        h!(rps::list_at_tenant_scope),
+    );
+    t.add(
+        Method::GET,
+        "/providers/{resourceProviderNamespace}",
+        PROV,
+        "Providers_GetAtTenantScope",
+        h!(rps::get_at_tenant_scope),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/providers",
+        PROV,
+        "Providers_List",
+        h!(rps::list),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/providers/{resourceProviderNamespace}",
+        PROV,
+        "Providers_Get",
+        h!(rps::get),
+    );
+    t.add(
+        Method::POST,
+        "/subscriptions/{subscriptionId}/providers/{resourceProviderNamespace}/register",
+        PROV,
+        "Providers_Register",
+        h!(rps::register),
+    );
+    t.add(
+        Method::POST,
+        "/subscriptions/{subscriptionId}/providers/{resourceProviderNamespace}/unregister",
+        PROV,
+        "Providers_Unregister",
+        h!(rps::unregister),
+    );
+    // ---- Microsoft.Resources: resource groups ----
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/resourcegroups",
+        RES,
+        "ResourceGroups_List",
+        h!(resource_groups::list),
+    );
+    let group = "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}";
+    t.add(
+        Method::PUT,
+        group,
+        RES,
+        "ResourceGroups_CreateOrUpdate",
+        h!(resource_groups::create_or_update),
+    );
+    t.add(
+        Method::GET,
+        group,
+        RES,
+        "ResourceGroups_Get",
+        h!(resource_groups::get),
+    );
+    t.add(
+        Method::HEAD,
+        group,
+        RES,
+        "ResourceGroups_CheckExistence",
+        h!(resource_groups::check_existence),
+    );
+    t.add(
+        Method::PATCH,
+        group,
+        RES,
+        "ResourceGroups_Update",
+        h!(resource_groups::update),
+    );
+    t.add(
+        Method::DELETE,
+        group,
+        RES,
+        "ResourceGroups_Delete",
+        h!(resource_groups::delete),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/operationresults/{operationId}",
+        "Microsoft.Resources/subscriptions/operationresults",
+        "ResourceGroups_Delete (operation result)",
+        h!(operations::get_operation_result),
+    );
+    // ---- Microsoft.Resources: generic resources ----
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/resources",
+        "Microsoft.Resources/resources",
+        "Resources_List",
+        h!(generic_resources::list),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}/resources",
+        "Microsoft.Resources/resources",
+        "Resources_ListByResourceGroup",
+        h!(generic_resources::list_by_resource_group),
+    );
+    t
+}
+
+/// Runs an ARM request through authentication, routing, api-version and scope checks, then
+/// its handler.
+async fn dispatch(state: &AppState, request: Request) -> ArmResult<Response> {
+    let (parts, body) = request.into_parts();
+    let caller = bearer::authenticate(state, &parts.headers)?;
+    let path = segments(parts.uri.path());
+    let resolved = state.routes.resolve(&parts.method, &path)?;
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let requested = query
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
+        .map(|(_, v)| v.as_str());
+    let api_version = if state.settings.skip_api_version_check {
+        requested.unwrap_or_default().to_owned()
+    } else {
+        state
+            .api_versions
+            .check(resolved.route.resource_type, requested, None)?
+    };
+    let body = read_body(body, state.settings.max_body_bytes).await?;
+    let req = ArmRequest {
+        scheme: parts
+            .extensions
+            .get::<Scheme>()
+            .copied()
+            .unwrap_or(Scheme::Https),
+        method: parts.method,
+        uri: parts.uri,
+        headers: parts.headers,
+        params: resolved.params,
+        query,
+        api_version,
+        body,
+        caller,
+    };
+    let group_is_target = resolved
+        .route
+        .pattern
+        .template()
+        .ends_with("{resourceGroupName}");
+    rp::require_scope(state, &req, group_is_target)?;
+    (resolved.route.handler)(state.clone(), req).await
+}
+
+async fn arm_fallback(State(state): State<AppState>, request: Request) -> Response {
+    let head = request.method() == Method::HEAD;
+    let response = dispatch(&state, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    if head {
+        // HEAD answers carry no body, errors included.
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, Body::empty());
+    }
+    response
+}
+
+/// ARM's response headers on everything.
+async fn arm_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let request_headers = request.headers().clone();
+    let mut response = next.run(request).await;
+    headers::decorate(
+        &method,
+        &request_headers,
+        response.headers_mut(),
+        state.clock.now(),
+    );
+    response
+}
+
+/// az asks for `//metadata/endpoints` when its ARM URL ends in `/`; collapse repeated slashes.
+async fn collapse_slashes(mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path.contains("//") {
+        let mut collapsed = String::with_capacity(path.len());
+        for c in path.chars() {
+            if !(c == '/' && collapsed.ends_with('/')) {
+                collapsed.push(c);
+            }
+        }
+        let rebuilt = match request.uri().query() {
+            Some(q) => format!("{collapsed}?{q}"),
+            None => collapsed,
+        };
+        if let Ok(uri) = rebuilt.parse::<Uri>() {
+            *request.uri_mut() = uri;
+        }
+    }
+    next.run(request).await
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ArmError::internal("a handler panicked").into_response()
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/metadata/endpoints", get(cloud_metadata::endpoints))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(entra::openid_configuration_v2),
+        )
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(entra::openid_configuration_v1),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(entra::jwks))
+        .route("/{tenant}/discovery/keys", get(entra::jwks))
+        .route("/{tenant}/oauth2/v2.0/token", post(entra::token_v2))
+        .route("/{tenant}/oauth2/token", post(entra::token_v1))
+        .route("/_armlet/info", get(admin::info))
+        .route("/_armlet/health", get(admin::health))
+        .route("/_armlet/clock", get(admin::clock_show))
+        .route("/_armlet/clock/advance", post(admin::clock_advance))
+        .route("/_armlet/clock/freeze", post(admin::clock_freeze))
+        .route("/_armlet/clock/resume", post(admin::clock_resume))
+        .fallback(arm_fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), arm_headers))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .with_state(state);
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn(collapse_slashes))
+}
