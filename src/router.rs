@@ -308,3 +308,70 @@ pub fn router(state: AppState) -> Router {
         .fallback_service(routes)
         .layer(middleware::from_fn(collapse_slashes))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The documents that describe armlet's surface must match what it serves.
+
+    use super::*;
+    use crate::auth::keys::SigningKey;
+    use crate::clock::Clock;
+    use crate::state::Settings;
+    use crate::store::Db;
+    use serde_json::Value;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    fn openapi() -> Value {
+        serde_json::from_str(include_str!("../openapi/armlet.json")).expect("openapi/armlet.json parses")
+    }
+
+    #[test]
+    fn every_arm_route_is_described_in_openapi_and_compatibility() {
+        let doc = openapi();
+        let compatibility = include_str!("../COMPATIBILITY.md");
+        for route in arm_routes().routes() {
+            let template = route.pattern.template();
+            let method = route.method.as_str().to_lowercase();
+            let op = &doc["paths"][template][&method];
+            assert!(op.is_object(), "{method} {template} is served but not in openapi/armlet.json");
+            assert_eq!(op["operationId"], route.operation_id, "{method} {template}: operationId differs");
+            assert!(
+                compatibility.contains(&format!("`{}`", route.operation_id)),
+                "{} is served but not in COMPATIBILITY.md",
+                route.operation_id
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn every_described_route_is_served() {
+        let key = Arc::new(SigningKey::generate().unwrap());
+        let state = AppState::new(Db::memory(), Clock::real(), key, Settings::default());
+        state.bootstrap().await.unwrap();
+        let table = arm_routes();
+        let doc = openapi();
+        for (path, methods) in doc["paths"].as_object().unwrap() {
+            for method in methods.as_object().unwrap().keys() {
+                let served_by_table = table.routes().iter().any(|r| r.pattern.template() == path && r.method.as_str().eq_ignore_ascii_case(method));
+                if served_by_table {
+                    continue;
+                }
+                let concrete = path.replace("{tenant}", crate::fixtures::defaults().tenant.tenant_id.as_str());
+                let request = axum::http::Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(concrete.as_str())
+                    .body(Body::empty())
+                    .unwrap();
+                let response = router(state.clone()).oneshot(request).await.unwrap();
+                let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                let code = body["error"]["code"].as_str().unwrap_or_default();
+                assert!(
+                    code != "NotFound" && code != "AuthenticationFailed",
+                    "{method} {path} is described in openapi/armlet.json but not served (got {body})"
+                );
+            }
+        }
+    }
+}
