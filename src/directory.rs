@@ -75,6 +75,58 @@ fn app_index_key(app_id: &str) -> String {
     format!("dir/appid/{}", app_id.to_lowercase())
 }
 
+/// Managed identities' service principals by the lower-cased resource id they stand for.
+fn resource_index_key(resource_id: &str) -> String {
+    format!("dir/mires{}", crate::arm::resource_id::key(resource_id))
+}
+
+pub fn application_key(object_id: &str) -> String {
+    format!("dir/app/{}", object_id.to_lowercase())
+}
+
+fn application_index_key(app_id: &str) -> String {
+    format!("dir/appobj/{}", app_id.to_lowercase())
+}
+
+/// An application registration (`az ad app`, `az ad sp create-for-rbac`). Its password
+/// credentials sign in its service principal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Application {
+    /// The object id.
+    pub id: String,
+    pub app_id: String,
+    pub display_name: String,
+    pub tenant_id: String,
+    #[serde(default)]
+    pub sign_in_audience: Option<String>,
+    #[serde(default)]
+    pub identifier_uris: Vec<String>,
+    #[serde(default)]
+    pub password_credentials: Vec<PasswordCredential>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_date_time: OffsetDateTime,
+}
+
+impl Application {
+    pub fn save(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        tx.put(application_key(&self.id), self)?;
+        tx.put(application_index_key(&self.app_id), &self.id)
+    }
+
+    pub fn remove(&self, tx: &mut Tx<'_>) {
+        tx.delete(application_key(&self.id));
+        tx.delete(application_index_key(&self.app_id));
+    }
+
+    pub fn find_by_app_id(db: &Db, app_id: &str) -> Result<Option<Self>, StoreError> {
+        match db.get::<String>(&application_index_key(app_id))? {
+            Some(object_id) => db.get(&application_key(&object_id)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// How a presented client secret fared.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SecretCheck {
@@ -84,10 +136,55 @@ pub enum SecretCheck {
 }
 
 impl ServicePrincipal {
-    /// Writes the principal and its appId index together.
+    /// Writes the principal and its indexes together.
     pub fn save(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
         tx.put(sp_key(&self.id), self)?;
-        tx.put(app_index_key(&self.app_id), &self.id)
+        tx.put(app_index_key(&self.app_id), &self.id)?;
+        if let Some(resource_id) = self.managed_identity_resource_id() {
+            tx.put(resource_index_key(resource_id), &self.id)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the principal and its indexes.
+    pub fn remove(&self, tx: &mut Tx<'_>) {
+        tx.delete(sp_key(&self.id));
+        tx.delete(app_index_key(&self.app_id));
+        if let Some(resource_id) = self.managed_identity_resource_id() {
+            tx.delete(resource_index_key(resource_id));
+        }
+    }
+
+    pub fn is_managed_identity(&self) -> bool {
+        self.service_principal_type == "ManagedIdentity"
+    }
+
+    /// For a managed identity, the resource id it belongs to (from `alternativeNames`).
+    pub fn managed_identity_resource_id(&self) -> Option<&str> {
+        if !self.is_managed_identity() {
+            return None;
+        }
+        self.alternative_names.iter().find(|n| n.starts_with('/')).map(String::as_str)
+    }
+
+    pub fn find_by_id(db: &Db, object_id: &str) -> Result<Option<Self>, StoreError> {
+        db.get(&sp_key(object_id))
+    }
+
+    /// The managed identity's principal for a resource id (user-assigned identity, or a
+    /// resource with a system-assigned identity).
+    pub fn find_by_resource_id(db: &Db, resource_id: &str) -> Result<Option<Self>, StoreError> {
+        match db.get::<String>(&resource_index_key(resource_id))? {
+            Some(object_id) => db.get(&sp_key(&object_id)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn find_by_resource_id_in(tx: &Tx<'_>, resource_id: &str) -> Result<Option<Self>, StoreError> {
+        match tx.get::<String>(&resource_index_key(resource_id))? {
+            Some(object_id) => tx.get(&sp_key(&object_id)),
+            None => Ok(None),
+        }
     }
 
     pub fn find_by_app_id(db: &Db, app_id: &str) -> Result<Option<Self>, StoreError> {
@@ -96,25 +193,22 @@ impl ServicePrincipal {
             None => Ok(None),
         }
     }
+}
 
-    /// Checks `secret` against the principal's credentials at simulated time `now`.
-    pub fn check_secret(&self, secret: &str, now: OffsetDateTime) -> SecretCheck {
-        let hash = hash_secret(secret);
-        let mut expired = false;
-        for credential in self
-            .password_credentials
-            .iter()
-            .filter(|c| c.secret_sha256 == hash)
-        {
-            match credential.end_date_time {
-                Some(end) if end <= now => expired = true,
-                _ => return SecretCheck::Valid,
-            }
-        }
-        if expired {
-            SecretCheck::Expired
-        } else {
-            SecretCheck::Wrong
+/// Checks `secret` against `credentials` (the principal's and its application's) at
+/// simulated time `now`.
+pub fn check_secret<'a>(
+    credentials: impl IntoIterator<Item = &'a PasswordCredential>,
+    secret: &str,
+    now: OffsetDateTime,
+) -> SecretCheck {
+    let hash = hash_secret(secret);
+    let mut expired = false;
+    for credential in credentials.into_iter().filter(|c| c.secret_sha256 == hash) {
+        match credential.end_date_time {
+            Some(end) if end <= now => expired = true,
+            _ => return SecretCheck::Valid,
         }
     }
+    if expired { SecretCheck::Expired } else { SecretCheck::Wrong }
 }

@@ -16,6 +16,9 @@ use crate::arm::request::Scheme;
 use crate::arm::resource_id::segments;
 use crate::arm::{ArmError, ArmRequest, ArmResult, headers};
 use crate::auth::{bearer, entra};
+use crate::providers::managed_identity::{
+    federated_identity_credentials as fic, system_assigned_identities as sai, user_assigned_identities as uai,
+};
 use crate::providers::resources::{
     self as rp, generic_resources, locations, operations, providers as rps, resource_groups,
     subscriptions,
@@ -173,6 +176,47 @@ pub fn arm_routes() -> RouteTable<AppState> {
         "Microsoft.Resources/resources",
         "Resources_ListByResourceGroup",
         h!(generic_resources::list_by_resource_group),
+    );
+    // ---- Microsoft.ManagedIdentity ----
+    const UAI: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
+    const FIC: &str = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials";
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/providers/Microsoft.ManagedIdentity/userAssignedIdentities",
+        UAI,
+        "UserAssignedIdentities_ListBySubscription",
+        h!(uai::list_by_subscription),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ManagedIdentity/userAssignedIdentities",
+        UAI,
+        "UserAssignedIdentities_ListByResourceGroup",
+        h!(uai::list_by_resource_group),
+    );
+    let identity = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{resourceName}";
+    t.add(Method::PUT, identity, UAI, "UserAssignedIdentities_CreateOrUpdate", h!(uai::create_or_update));
+    t.add(Method::GET, identity, UAI, "UserAssignedIdentities_Get", h!(uai::get));
+    t.add(Method::PATCH, identity, UAI, "UserAssignedIdentities_Update", h!(uai::update));
+    t.add(Method::DELETE, identity, UAI, "UserAssignedIdentities_Delete", h!(uai::delete));
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{resourceName}/federatedIdentityCredentials",
+        FIC,
+        "FederatedIdentityCredentials_List",
+        h!(fic::list),
+    );
+    let credential = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{resourceName}/federatedIdentityCredentials/{federatedIdentityCredentialResourceName}";
+    t.add(Method::PUT, credential, FIC, "FederatedIdentityCredentials_CreateOrUpdate", h!(fic::create_or_update));
+    t.add(Method::GET, credential, FIC, "FederatedIdentityCredentials_Get", h!(fic::get));
+    t.add(Method::DELETE, credential, FIC, "FederatedIdentityCredentials_Delete", h!(fic::delete));
+    // ---- extension resources at any scope (last: `{scope}` matches anything) ----
+    t.add(
+        Method::GET,
+        "/{scope}/providers/Microsoft.ManagedIdentity/identities/default",
+        "Microsoft.ManagedIdentity/identities",
+        "SystemAssignedIdentities_GetByScope",
+        h!(sai::get_by_scope),
     );
     t
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::jwt::{self, Claims};
 use crate::clock::{Clock, rfc3339};
-use crate::directory::{SecretCheck, ServicePrincipal};
+use crate::directory::{Application, SecretCheck, ServicePrincipal, check_secret};
 use crate::providers::resources::subscriptions::Tenant;
 use crate::state::AppState;
 
@@ -207,6 +207,32 @@ fn parse_form(body: &[u8], v2: bool) -> Result<TokenRequest, AadError> {
     })
 }
 
+/// Mints an access token for `principal` (an application or a managed identity) to call
+/// `resource`. Lifetimes are wall time (clients cache tokens by their own clock).
+/// `credential` is the thumbprint of the managed-identity credential that backs the token.
+pub fn mint(state: &AppState, tenant_id: &str, principal: &ServicePrincipal, resource: &str, credential: Option<String>) -> (String, Claims) {
+    let now = Clock::wall_now().unix_timestamp();
+    let claims = Claims {
+        aud: resource.to_owned(),
+        iss: format!("{}/{tenant_id}/", state.settings.https_url),
+        iat: now,
+        nbf: now,
+        exp: now + TOKEN_LIFETIME,
+        tid: tenant_id.to_owned(),
+        oid: principal.id.clone(),
+        sub: principal.id.clone(),
+        appid: Some(principal.app_id.clone()),
+        appidacr: Some(if principal.is_managed_identity() { "2" } else { "1" }.into()),
+        idtyp: Some("app".into()),
+        ver: Some("1.0".into()),
+        uti: Some(Uuid::new_v4().simple().to_string()),
+        xms_mirid: principal.managed_identity_resource_id().map(str::to_owned),
+        cred_thumbprint: credential,
+        ..Default::default()
+    };
+    (jwt::sign(&claims, &state.key), claims)
+}
+
 async fn issue(state: &AppState, tenant: &str, body: &[u8], v2: bool) -> Result<Value, AadError> {
     let tenant = find_tenant(state, tenant)?;
     let request = parse_form(body, v2)?;
@@ -251,7 +277,9 @@ async fn issue(state: &AppState, tenant: &str, body: &[u8], v2: bool) -> Result<
             "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         ));
     }
-    match principal.check_secret(&request.client_secret, state.clock.now()) {
+    let application = Application::find_by_app_id(&state.db, &principal.app_id).map_err(internal)?;
+    let credentials = principal.password_credentials.iter().chain(application.iter().flat_map(|a| a.password_credentials.iter()));
+    match check_secret(credentials, &request.client_secret, state.clock.now()) {
         SecretCheck::Valid => {}
         SecretCheck::Wrong => {
             return Err(AadError::new(
@@ -276,24 +304,7 @@ async fn issue(state: &AppState, tenant: &str, body: &[u8], v2: bool) -> Result<
             ));
         }
     }
-    let now = Clock::wall_now().unix_timestamp();
-    let claims = Claims {
-        aud: request.resource.clone(),
-        iss: format!("{}/{}/", state.settings.https_url, tenant.tenant_id),
-        iat: now,
-        nbf: now,
-        exp: now + TOKEN_LIFETIME,
-        tid: tenant.tenant_id.clone(),
-        oid: principal.id.clone(),
-        sub: principal.id.clone(),
-        appid: Some(principal.app_id.clone()),
-        appidacr: Some("1".into()),
-        idtyp: Some("app".into()),
-        ver: Some("1.0".into()),
-        uti: Some(Uuid::new_v4().simple().to_string()),
-        ..Default::default()
-    };
-    let access_token = jwt::sign(&claims, &state.key);
+    let (access_token, claims) = mint(state, &tenant.tenant_id, &principal, &request.resource, None);
     Ok(if v2 {
         json!({ "token_type": "Bearer", "expires_in": TOKEN_LIFETIME, "ext_expires_in": TOKEN_LIFETIME, "access_token": access_token })
     } else {

@@ -36,6 +36,10 @@ pub struct Claims {
     /// The managed identity's resource id, on managed-identity tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xms_mirid: Option<String>,
+    /// The thumbprint of the managed-identity credential behind the token (armlet's own
+    /// claim, so a test can watch the 46-day rotation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cred_thumbprint: Option<String>,
 }
 
 impl Claims {

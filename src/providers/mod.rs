@@ -1,6 +1,7 @@
 //! Resource providers: one module per namespace, one file per resource type, handlers named
 //! after the swagger operationIds.
 
+pub mod managed_identity;
 pub mod resources;
 
 use crate::arm::lro::{self, Operation};

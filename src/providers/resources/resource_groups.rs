@@ -15,6 +15,7 @@ use crate::arm::odata::{self, Clause};
 use crate::arm::paging::page;
 use crate::arm::resource_id::{storage_key, storage_prefix_under};
 use crate::arm::{ArmError, ArmRequest, ArmResult};
+use crate::directory::ServicePrincipal;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::{arm_error, fixtures};
@@ -264,7 +265,13 @@ pub async fn complete_delete(state: &AppState, op: Operation) -> Result<Operatio
     state
         .db
         .transact(|tx| {
-            for (key, _) in tx.scan::<Value>(&storage_prefix_under(&op.resource_id))? {
+            for (key, resource) in tx.scan::<Value>(&storage_prefix_under(&op.resource_id))? {
+                // Identities (user- or system-assigned) leave the directory with their resource.
+                if let Some(id) = resource["id"].as_str()
+                    && let Some(principal) = ServicePrincipal::find_by_resource_id_in(tx, id)?
+                {
+                    principal.remove(tx);
+                }
                 tx.delete(key);
             }
             tx.delete(storage_key(&op.resource_id));
