@@ -218,6 +218,13 @@ mod tests {
     use time::macros::datetime;
 
     #[test]
+    fn arm_timestamps_have_seven_fractional_digits() {
+        let t = datetime!(2026-11-29 03:04:05.123456789 UTC);
+        assert_eq!(rfc3339(t), "2026-11-29T03:04:05.1234567Z");
+        assert_eq!(parse_rfc3339(&rfc3339(t)).unwrap(), datetime!(2026-11-29 03:04:05.1234567 UTC));
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("46d").unwrap(), Duration::days(46));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::minutes(90));

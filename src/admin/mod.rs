@@ -12,12 +12,16 @@ use crate::arm::lro;
 use crate::arm::{ArmError, ArmResult};
 use crate::arm_error;
 use crate::clock::{ClockState, parse_duration, parse_rfc3339, rfc3339};
+use crate::directory::ServicePrincipal;
 use crate::fixtures;
+use crate::providers::managed_identity::credentials::MiCredential;
+use time::OffsetDateTime;
 use crate::state::AppState;
 
 pub const CLOCK_KEY: &str = "meta/clock";
 
-/// `GET /_armlet/info`: endpoints, default tenant, subscription and credentials, and the CA.
+/// `GET /_armlet/info`: endpoints, default tenant, subscription and credentials, the CA, and
+/// the App Service-style managed-identity endpoint with its `X-IDENTITY-HEADER` secret.
 pub async fn info(State(state): State<AppState>) -> Json<Value> {
     let defaults = fixtures::defaults();
     Json(json!({
@@ -32,6 +36,8 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
         "clientSecret": defaults.service_principal.secret,
         "dataDir": state.settings.data_dir.as_ref().map(|d| d.display().to_string()),
         "caCertificate": state.settings.ca_pem,
+        "identityEndpoint": format!("{}{}", state.settings.http_url, crate::auth::imds::APP_SERVICE_PATH),
+        "identityHeader": crate::auth::imds::identity_header(&state),
     }))
 }
 
@@ -59,14 +65,35 @@ pub async fn clock_show(State(state): State<AppState>) -> Json<Value> {
     Json(clock_json(&state))
 }
 
-async fn persist_and_settle(state: &AppState) -> ArmResult<Vec<Value>> {
+/// Saves the clock, settles what fell due since `before`, and lists it in time order:
+/// long-running operations and managed-identity credential rotations.
+async fn persist_and_settle(state: &AppState, before: OffsetDateTime) -> ArmResult<Vec<Value>> {
     let clock: ClockState = state.clock.state();
     state.db.transact(|tx| tx.put(CLOCK_KEY, &clock)).await?;
-    let settled = crate::providers::settle_operations(state).await?;
-    Ok(settled
+    let now = state.clock.now();
+    let mut fired: Vec<(OffsetDateTime, Value)> = crate::providers::settle_operations(state)
+        .await?
         .iter()
-        .map(|op| json!({ "kind": op.kind, "subject": op.resource_id, "status": op.status, "due": rfc3339(op.due_at) }))
-        .collect())
+        .map(|op| {
+            (op.due_at, json!({ "kind": op.kind, "subject": op.resource_id, "status": op.status, "due": rfc3339(op.due_at) }))
+        })
+        .collect();
+    for (_, principal) in state.db.scan::<ServicePrincipal>("dir/sp/")? {
+        let Some(resource_id) = principal.managed_identity_resource_id() else { continue };
+        for credential in MiCredential::rotations_between(&principal, before, now) {
+            fired.push((
+                credential.not_before,
+                json!({
+                    "kind": "Microsoft.ManagedIdentity/credentialRotation",
+                    "subject": resource_id,
+                    "due": rfc3339(credential.not_before),
+                    "thumbprint": credential.thumbprint,
+                }),
+            ));
+        }
+    }
+    fired.sort_by_key(|(at, _)| *at);
+    Ok(fired.into_iter().map(|(_, v)| v).collect())
 }
 
 #[derive(Deserialize)]
@@ -82,7 +109,8 @@ pub async fn clock_advance(
     State(state): State<AppState>,
     ArmJson(body): ArmJson<Advance>,
 ) -> ArmResult<Json<Value>> {
-    let result = match (&body.by, &body.to) {
+    let before = state.clock.now();
+    match (&body.by, &body.to) {
         (Some(by), None) => {
             let by = parse_duration(by).map_err(|e| arm_error!(BadRequest, "{e}"))?;
             state.clock.advance_by(by)
@@ -98,8 +126,7 @@ pub async fn clock_advance(
         }
     }
     .map_err(|e| arm_error!(BadRequest, "{e}"))?;
-    let _ = result;
-    let fired = persist_and_settle(&state).await?;
+    let fired = persist_and_settle(&state, before).await?;
     let mut body = clock_json(&state);
     body["fired"] = json!(fired);
     Ok(Json(body))
@@ -107,14 +134,16 @@ pub async fn clock_advance(
 
 /// `POST /_armlet/clock/freeze`: time stands still until advanced or resumed.
 pub async fn clock_freeze(State(state): State<AppState>) -> ArmResult<Json<Value>> {
+    let before = state.clock.now();
     state.clock.freeze();
-    persist_and_settle(&state).await?;
+    persist_and_settle(&state, before).await?;
     Ok(Json(clock_json(&state)))
 }
 
 /// `POST /_armlet/clock/resume`: time runs again from where it stands.
 pub async fn clock_resume(State(state): State<AppState>) -> ArmResult<Json<Value>> {
+    let before = state.clock.now();
     state.clock.resume();
-    persist_and_settle(&state).await?;
+    persist_and_settle(&state, before).await?;
     Ok(Json(clock_json(&state)))
 }
