@@ -55,26 +55,16 @@ impl Default for Clock {
 impl Clock {
     /// A clock that follows wall time.
     pub fn real() -> Self {
-        Self::from_state(ClockState {
-            mode: ClockMode::Real,
-            offset_ns: 0,
-            frozen_at: None,
-        })
+        Self::from_state(ClockState { mode: ClockMode::Real, offset_ns: 0, frozen_at: None })
     }
 
     /// A clock standing still at `at` (tests use this for determinism).
     pub fn frozen_at(at: OffsetDateTime) -> Self {
-        Self::from_state(ClockState {
-            mode: ClockMode::Frozen,
-            offset_ns: 0,
-            frozen_at: Some(at),
-        })
+        Self::from_state(ClockState { mode: ClockMode::Frozen, offset_ns: 0, frozen_at: Some(at) })
     }
 
     pub fn from_state(state: ClockState) -> Self {
-        Self {
-            state: Mutex::new(state),
-        }
+        Self { state: Mutex::new(state) }
     }
 
     /// Wall time. Only token lifetimes use it, because clients (az, MSAL) cache tokens by
@@ -98,9 +88,7 @@ impl Clock {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClockState> {
         // A poisoned clock still holds a valid state: recover it rather than propagate.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn state(&self) -> ClockState {
@@ -122,10 +110,7 @@ impl Clock {
         let mut state = self.lock();
         let now = Self::now_of(&state);
         if to < now {
-            return Err(ClockError::Backwards {
-                now: rfc3339(now),
-                to: rfc3339(to),
-            });
+            return Err(ClockError::Backwards { now: rfc3339(now), to: rfc3339(to) });
         }
         match state.mode {
             ClockMode::Real => {
@@ -157,11 +142,20 @@ impl Clock {
     }
 }
 
-/// Formats an instant as ARM does (RFC 3339, UTC).
+/// Formats an instant as ARM does: RFC 3339 in UTC with seven fractional digits
+/// (`2026-11-29T03:04:05.1234567Z`, .NET's round-trip form).
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() / 100
+    )
 }
 
 /// Parses an RFC 3339 instant.
@@ -178,21 +172,13 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!(
-                "'{input}' is not a duration (expected e.g. 46d, 1h30m, 90s)"
-            ));
+            return Err(format!("'{input}' is not a duration (expected e.g. 46d, 1h30m, 90s)"));
         }
-        let n: i64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("'{input}' is too large"))?;
+        let n: i64 = rest[..digits].parse().map_err(|_| format!("'{input}' is too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -205,9 +191,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
             _ => None,
         }
         .ok_or_else(|| format!("'{input}' has an unknown unit '{unit}' (use w, d, h, m, s, ms)"))?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| format!("'{input}' is too large"))?;
+        total = total.checked_add(part).ok_or_else(|| format!("'{input}' is too large"))?;
     }
     Ok(total)
 }
@@ -228,10 +212,7 @@ mod tests {
     fn durations_parse() {
         assert_eq!(parse_duration("46d").unwrap(), Duration::days(46));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::minutes(90));
-        assert_eq!(
-            parse_duration("250ms").unwrap(),
-            Duration::milliseconds(250)
-        );
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::milliseconds(250));
         assert_eq!(parse_duration("2w").unwrap(), Duration::days(14));
         assert_eq!(parse_duration("90").unwrap(), Duration::seconds(90));
         assert!(parse_duration("").is_err());

@@ -26,13 +26,7 @@ fn request_host(headers: &HeaderMap) -> Option<String> {
 
 /// The cloud description pointing every endpoint at armlet's HTTPS listener.
 pub fn cloud(state: &AppState, headers: &HeaderMap) -> Value {
-    let port = state
-        .settings
-        .https_authority()
-        .rsplit(':')
-        .next()
-        .unwrap_or("8443")
-        .to_owned();
+    let port = state.settings.https_authority().rsplit(':').next().unwrap_or("8443").to_owned();
     let base = match request_host(headers) {
         Some(host) => format!("https://{host}:{port}/"),
         None => format!("{}/", state.settings.https_url),
@@ -66,10 +60,7 @@ pub async fn endpoints(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let cloud = cloud(&state, &headers);
-    let version = query
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
-        .map(|(_, v)| v.as_str());
+    let version = query.iter().find(|(k, _)| k.eq_ignore_ascii_case("api-version")).map(|(_, v)| v.as_str());
     match version {
         Some(v) if v >= "2022-09-01" => Json(cloud).into_response(),
         _ => Json(json!([cloud])).into_response(),

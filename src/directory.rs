@@ -23,19 +23,11 @@ pub struct PasswordCredential {
 }
 
 pub fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl PasswordCredential {
-    pub fn new(
-        key_id: String,
-        secret: &str,
-        start: OffsetDateTime,
-        end: Option<OffsetDateTime>,
-    ) -> Self {
+    pub fn new(key_id: String, secret: &str, start: OffsetDateTime, end: Option<OffsetDateTime>) -> Self {
         Self {
             key_id,
             display_name: None,
@@ -69,6 +61,13 @@ pub struct ServicePrincipal {
 
 pub fn sp_key(object_id: &str) -> String {
     format!("dir/sp/{}", object_id.to_lowercase())
+}
+
+/// Graph properties of a service principal that the directory itself does not need
+/// (`accountEnabled`, `tags`, `notes`, ...), kept beside it so the principal's shape (which
+/// managed identities build too) stays small.
+fn sp_properties_key(object_id: &str) -> String {
+    format!("dir/spprops/{}", object_id.to_lowercase())
 }
 
 fn app_index_key(app_id: &str) -> String {
@@ -106,6 +105,10 @@ pub struct Application {
     pub password_credentials: Vec<PasswordCredential>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_date_time: OffsetDateTime,
+    /// The other writable Graph properties (`web`, `api`, `tags`, `keyCredentials`, ...) as
+    /// the client last set them; Graph fills in the defaults when it answers.
+    #[serde(default)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Application {
@@ -124,6 +127,26 @@ impl Application {
             Some(object_id) => db.get(&application_key(&object_id)),
             None => Ok(None),
         }
+    }
+
+    pub fn find_by_app_id_in(tx: &Tx<'_>, app_id: &str) -> Result<Option<Self>, StoreError> {
+        match tx.get::<String>(&application_index_key(app_id))? {
+            Some(object_id) => tx.get(&application_key(&object_id)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn find_by_id(db: &Db, object_id: &str) -> Result<Option<Self>, StoreError> {
+        db.get(&application_key(object_id))
+    }
+
+    pub fn find_by_id_in(tx: &Tx<'_>, object_id: &str) -> Result<Option<Self>, StoreError> {
+        tx.get(&application_key(object_id))
+    }
+
+    /// Every application, in object-id order.
+    pub fn list(db: &Db) -> Result<Vec<Self>, StoreError> {
+        Ok(db.scan::<Self>("dir/app/")?.into_iter().map(|(_, a)| a).collect())
     }
 }
 
@@ -146,9 +169,10 @@ impl ServicePrincipal {
         Ok(())
     }
 
-    /// Removes the principal and its indexes.
+    /// Removes the principal, its indexes and its Graph properties.
     pub fn remove(&self, tx: &mut Tx<'_>) {
         tx.delete(sp_key(&self.id));
+        tx.delete(sp_properties_key(&self.id));
         tx.delete(app_index_key(&self.app_id));
         if let Some(resource_id) = self.managed_identity_resource_id() {
             tx.delete(resource_index_key(resource_id));
@@ -191,6 +215,47 @@ impl ServicePrincipal {
         match db.get::<String>(&app_index_key(app_id))? {
             Some(object_id) => db.get(&sp_key(&object_id)),
             None => Ok(None),
+        }
+    }
+
+    pub fn find_by_app_id_in(tx: &Tx<'_>, app_id: &str) -> Result<Option<Self>, StoreError> {
+        match tx.get::<String>(&app_index_key(app_id))? {
+            Some(object_id) => tx.get(&sp_key(&object_id)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn find_by_id_in(tx: &Tx<'_>, object_id: &str) -> Result<Option<Self>, StoreError> {
+        tx.get(&sp_key(object_id))
+    }
+
+    /// Every service principal, in object-id order.
+    pub fn list(db: &Db) -> Result<Vec<Self>, StoreError> {
+        Ok(db.scan::<Self>("dir/sp/")?.into_iter().map(|(_, sp)| sp).collect())
+    }
+
+    /// The principal's extra Graph properties (empty if none were ever set).
+    pub fn properties(db: &Db, object_id: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        Ok(db.get(&sp_properties_key(object_id))?.unwrap_or_default())
+    }
+
+    pub fn properties_in(
+        tx: &Tx<'_>,
+        object_id: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        Ok(tx.get(&sp_properties_key(object_id))?.unwrap_or_default())
+    }
+
+    pub fn save_properties(
+        tx: &mut Tx<'_>,
+        object_id: &str,
+        properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        if properties.is_empty() {
+            tx.delete(sp_properties_key(object_id));
+            Ok(())
+        } else {
+            tx.put(sp_properties_key(object_id), properties)
         }
     }
 }

@@ -89,19 +89,31 @@ pub fn regions() -> &'static [Region] {
 
 /// Finds a region by name or display name, the way ARM normalises `"West US 2"` to `westus2`.
 pub fn region(name_or_display: &str) -> Option<&'static Region> {
-    let wanted: String = name_or_display
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_lowercase();
-    regions()
-        .iter()
-        .find(|r| r.name == wanted || r.display_name.replace(' ', "").to_lowercase() == wanted)
+    let wanted: String = name_or_display.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+    regions().iter().find(|r| r.name == wanted || r.display_name.replace(' ', "").to_lowercase() == wanted)
 }
 
 pub fn providers() -> &'static [ProviderFixture] {
     static PROVIDERS: OnceLock<Vec<ProviderFixture>> = OnceLock::new();
     PROVIDERS.get_or_init(|| parse("providers.json", include_str!("../fixtures/providers.json")))
+}
+
+/// A built-in role (`fixtures/role_definitions.json`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleDefinitionFixture {
+    /// The role's GUID.
+    pub name: String,
+    pub role_name: String,
+    pub description: String,
+    pub role_type: String,
+    pub permissions: Vec<crate::auth::rbac::Permission>,
+    pub assignable_scopes: Vec<String>,
+}
+
+pub fn role_definitions() -> &'static [RoleDefinitionFixture] {
+    static ROLES: OnceLock<Vec<RoleDefinitionFixture>> = OnceLock::new();
+    ROLES.get_or_init(|| parse("role_definitions.json", include_str!("../fixtures/role_definitions.json")))
 }
 
 pub fn defaults() -> &'static Defaults {
@@ -121,22 +133,16 @@ mod tests {
                 assert!(region(p).is_some(), "{} pairs with unknown {p}", r.name);
             }
         }
-        for name in [
-            "westus2",
-            "usdodcentral",
-            "usdodeast",
-            "usgoviowa",
-            "chinaeast",
-            "chinanorth",
-        ] {
+        for name in ["westus2", "usdodcentral", "usdodeast", "usgoviowa", "chinaeast", "chinanorth"] {
             assert!(region(name).is_some(), "{name} missing");
         }
         assert_eq!(region("West US 2").unwrap().name, "westus2");
-        assert!(
-            providers()
-                .iter()
-                .any(|p| p.namespace == "Microsoft.Resources" && p.arm_owned)
-        );
+        assert!(providers().iter().any(|p| p.namespace == "Microsoft.Resources" && p.arm_owned));
         assert_eq!(defaults().tenant.default_domain, "armlet.onmicrosoft.com");
+        for (name, id) in
+            [("Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"), ("AcrPull", "7f951dda-4ed3-4680-a7ca-43fe172d538d")]
+        {
+            assert!(role_definitions().iter().any(|r| r.role_name == name && r.name == id), "{name}");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod cloud_metadata;
 pub mod directory;
 pub mod fixtures;
+pub mod graph;
 pub mod providers;
 pub mod router;
 pub mod server;

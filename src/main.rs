@@ -39,6 +39,20 @@ enum Command {
         /// A duration (advance) or an RFC 3339 time (set).
         value: Option<String>,
     },
+    /// Explain an RBAC decision: may PRINCIPAL do ACTION at SCOPE now, and why (not)?
+    Explain {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The principal's object id.
+        #[arg(long)]
+        principal: String,
+        /// e.g. Microsoft.ManagedIdentity/userAssignedIdentities/write
+        #[arg(long)]
+        action: String,
+        /// e.g. /subscriptions/<id>/resourceGroups/<group>
+        #[arg(long)]
+        scope: String,
+    },
     /// Report readiness; with --wait, block until ready (for scripts and health checks).
     Health {
         #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
@@ -78,6 +92,19 @@ struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ARMLET_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Role-based access control: enforce (403 without a grant), soft (log only) or off.
+    #[arg(long, env = "ARMLET_RBAC", default_value = "enforce")]
+    rbac: armlet::state::RbacMode,
+    /// Simulated time before a role assignment takes (or stops taking) effect, e.g. 10s, 5m, 0s.
+    #[arg(long, env = "ARMLET_PROPAGATION_DELAY", default_value = "10s", value_parser = duration)]
+    propagation_delay: time::Duration,
+    /// Simulated time a new principal stays unknown to role assignments without principalType.
+    #[arg(long, env = "ARMLET_PRINCIPAL_REPLICATION_LAG", default_value = "5s", value_parser = duration)]
+    principal_replication_lag: time::Duration,
+}
+
+fn duration(s: &str) -> Result<time::Duration, String> {
+    armlet::clock::parse_duration(s)
 }
 
 impl From<ServeArgs> for ServeOptions {
@@ -92,6 +119,9 @@ impl From<ServeArgs> for ServeOptions {
             tls_key: a.tls_key,
             skip_api_version_check: a.skip_api_version_check,
             max_body_bytes: a.max_body_bytes,
+            rbac: a.rbac,
+            propagation_delay: a.propagation_delay,
+            replication_lag: a.principal_replication_lag,
         }
     }
 }
@@ -124,26 +154,19 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => print_result(serve(cli.serve.into()).await.map(|()| String::new())),
-        Some(Command::Serve(args)) => {
-            print_result(serve(args.into()).await.map(|()| String::new()))
-        }
-        Some(Command::Env { url, dir }) => {
-            print_result(armlet::cli::env(&url, dir.as_deref()).await)
-        }
+        Some(Command::Serve(args)) => print_result(serve(args.into()).await.map(|()| String::new())),
+        Some(Command::Env { url, dir }) => print_result(armlet::cli::env(&url, dir.as_deref()).await),
         Some(Command::Clock { url, action, value }) => {
             print_result(armlet::cli::clock(&url, &action, value.as_deref()).await)
         }
+        Some(Command::Explain { url, principal, action, scope }) => {
+            print_result(armlet::cli::explain(&url, &principal, &action, &scope).await)
+        }
         Some(Command::Health { url, wait }) => {
-            let wait = match wait
-                .as_deref()
-                .map(armlet::clock::parse_duration)
-                .transpose()
-            {
-                Ok(w) => w.map(|d| {
-                    std::time::Duration::from_millis(
-                        u64::try_from(d.whole_milliseconds()).unwrap_or(0),
-                    )
-                }),
+            let wait = match wait.as_deref().map(armlet::clock::parse_duration).transpose() {
+                Ok(w) => {
+                    w.map(|d| std::time::Duration::from_millis(u64::try_from(d.whole_milliseconds()).unwrap_or(0)))
+                }
                 Err(e) => return print_result(Err(e)),
             };
             print_result(armlet::cli::health(&url, wait).await)

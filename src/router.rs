@@ -8,23 +8,23 @@ use axum::extract::{Request, State};
 use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
-use crate::arm::dispatch::RouteTable;
+use crate::arm::dispatch::{RouteTable, authorization_target};
 use crate::arm::extract::read_body;
 use crate::arm::request::Scheme;
 use crate::arm::resource_id::segments;
 use crate::arm::{ArmError, ArmRequest, ArmResult, headers};
-use crate::auth::{bearer, entra};
+use crate::auth::{bearer, entra, imds};
+use crate::providers::authorization::{self as authz, role_assignments as ra, role_definitions as rd};
 use crate::providers::managed_identity::{
     federated_identity_credentials as fic, system_assigned_identities as sai, user_assigned_identities as uai,
 };
 use crate::providers::resources::{
-    self as rp, generic_resources, locations, operations, providers as rps, resource_groups,
-    subscriptions,
+    self as rp, generic_resources, locations, operations, providers as rps, resource_groups, subscriptions,
 };
 use crate::state::AppState;
-use crate::{admin, cloud_metadata};
+use crate::{admin, cloud_metadata, graph};
 
 /// Wraps an async handler `fn(AppState, ArmRequest)` as a table entry.
 macro_rules! h {
@@ -40,27 +40,9 @@ pub fn arm_routes() -> RouteTable<AppState> {
     const PROV: &str = "Microsoft.Resources/providers";
     let mut t = RouteTable::default();
     // ---- Microsoft.Resources: subscriptions and tenants ----
-    t.add(
-        Method::GET,
-        "/subscriptions",
-        SUBS,
-        "Subscriptions_List",
-        h!(subscriptions::list),
-    );
-    t.add(
-        Method::GET,
-        "/subscriptions/{subscriptionId}",
-        SUBS,
-        "Subscriptions_Get",
-        h!(subscriptions::get),
-    );
-    t.add(
-        Method::GET,
-        "/tenants",
-        "Microsoft.Resources/tenants",
-        "Tenants_List",
-        h!(subscriptions::list_tenants),
-    );
+    t.add(Method::GET, "/subscriptions", SUBS, "Subscriptions_List", h!(subscriptions::list));
+    t.add(Method::GET, "/subscriptions/{subscriptionId}", SUBS, "Subscriptions_Get", h!(subscriptions::get));
+    t.add(Method::GET, "/tenants", "Microsoft.Resources/tenants", "Tenants_List", h!(subscriptions::list_tenants));
     t.add(
         Method::GET,
         "/subscriptions/{subscriptionId}/locations",
@@ -69,13 +51,7 @@ pub fn arm_routes() -> RouteTable<AppState> {
         h!(locations::list_locations),
     );
     // ---- Microsoft.Resources: providers ----
-    t.add(
-        Method::GET,
-        "/providers",
-        PROV,
-        "Providers_ListAtTenantScope",
-        h!(rps::list_at_tenant_scope),
-    );
+    t.add(Method::GET, "/providers", PROV, "Providers_ListAtTenantScope", h!(rps::list_at_tenant_scope));
     t.add(
         Method::GET,
         "/providers/{resourceProviderNamespace}",
@@ -83,13 +59,7 @@ pub fn arm_routes() -> RouteTable<AppState> {
         "Providers_GetAtTenantScope",
         h!(rps::get_at_tenant_scope),
     );
-    t.add(
-        Method::GET,
-        "/subscriptions/{subscriptionId}/providers",
-        PROV,
-        "Providers_List",
-        h!(rps::list),
-    );
+    t.add(Method::GET, "/subscriptions/{subscriptionId}/providers", PROV, "Providers_List", h!(rps::list));
     t.add(
         Method::GET,
         "/subscriptions/{subscriptionId}/providers/{resourceProviderNamespace}",
@@ -120,41 +90,11 @@ pub fn arm_routes() -> RouteTable<AppState> {
         h!(resource_groups::list),
     );
     let group = "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}";
-    t.add(
-        Method::PUT,
-        group,
-        RES,
-        "ResourceGroups_CreateOrUpdate",
-        h!(resource_groups::create_or_update),
-    );
-    t.add(
-        Method::GET,
-        group,
-        RES,
-        "ResourceGroups_Get",
-        h!(resource_groups::get),
-    );
-    t.add(
-        Method::HEAD,
-        group,
-        RES,
-        "ResourceGroups_CheckExistence",
-        h!(resource_groups::check_existence),
-    );
-    t.add(
-        Method::PATCH,
-        group,
-        RES,
-        "ResourceGroups_Update",
-        h!(resource_groups::update),
-    );
-    t.add(
-        Method::DELETE,
-        group,
-        RES,
-        "ResourceGroups_Delete",
-        h!(resource_groups::delete),
-    );
+    t.add(Method::PUT, group, RES, "ResourceGroups_CreateOrUpdate", h!(resource_groups::create_or_update));
+    t.add(Method::GET, group, RES, "ResourceGroups_Get", h!(resource_groups::get));
+    t.add(Method::HEAD, group, RES, "ResourceGroups_CheckExistence", h!(resource_groups::check_existence));
+    t.add(Method::PATCH, group, RES, "ResourceGroups_Update", h!(resource_groups::update));
+    t.add(Method::DELETE, group, RES, "ResourceGroups_Delete", h!(resource_groups::delete));
     t.add(
         Method::GET,
         "/subscriptions/{subscriptionId}/operationresults/{operationId}",
@@ -211,6 +151,37 @@ pub fn arm_routes() -> RouteTable<AppState> {
     t.add(Method::GET, credential, FIC, "FederatedIdentityCredentials_Get", h!(fic::get));
     t.add(Method::DELETE, credential, FIC, "FederatedIdentityCredentials_Delete", h!(fic::delete));
     // ---- extension resources at any scope (last: `{scope}` matches anything) ----
+    const RA: &str = "Microsoft.Authorization/roleAssignments";
+    const RD: &str = "Microsoft.Authorization/roleDefinitions";
+    let assignment = "/{scope}/providers/Microsoft.Authorization/roleAssignments/{roleAssignmentName}";
+    t.add(Method::PUT, assignment, RA, "RoleAssignments_Create", h!(ra::create));
+    t.add(Method::GET, assignment, RA, "RoleAssignments_Get", h!(ra::get));
+    t.add(Method::DELETE, assignment, RA, "RoleAssignments_Delete", h!(ra::delete));
+    t.add(
+        Method::GET,
+        "/{scope}/providers/Microsoft.Authorization/roleAssignments",
+        RA,
+        "RoleAssignments_ListForScope",
+        h!(ra::list_for_scope),
+    );
+    let definition = "/{scope}/providers/Microsoft.Authorization/roleDefinitions/{roleDefinitionId}";
+    t.add(Method::PUT, definition, RD, "RoleDefinitions_CreateOrUpdate", h!(rd::create_or_update));
+    t.add(Method::GET, definition, RD, "RoleDefinitions_Get", h!(rd::get));
+    t.add(Method::DELETE, definition, RD, "RoleDefinitions_Delete", h!(rd::delete));
+    t.add(
+        Method::GET,
+        "/{scope}/providers/Microsoft.Authorization/roleDefinitions",
+        RD,
+        "RoleDefinitions_List",
+        h!(rd::list),
+    );
+    t.add(
+        Method::GET,
+        "/{scope}/providers/Microsoft.Authorization/permissions",
+        "Microsoft.Authorization/permissions",
+        "Permissions_ListForResource",
+        h!(authz::list_permissions),
+    );
     t.add(
         Method::GET,
         "/{scope}/providers/Microsoft.ManagedIdentity/identities/default",
@@ -221,35 +192,37 @@ pub fn arm_routes() -> RouteTable<AppState> {
     t
 }
 
+/// Operations any authenticated caller may use: they list what exists, not what it holds
+/// (`Subscriptions_List` shows only the subscriptions the caller has a role in).
+const UNGATED: &[&str] = &[
+    "Subscriptions_List",
+    "Tenants_List",
+    "Providers_ListAtTenantScope",
+    "Providers_GetAtTenantScope",
+    "Providers_List",
+    "Providers_Get",
+    "Permissions_ListForResource",
+];
+
 /// Runs an ARM request through authentication, routing, api-version and scope checks, then
 /// its handler.
 async fn dispatch(state: &AppState, request: Request) -> ArmResult<Response> {
     let (parts, body) = request.into_parts();
     let caller = bearer::authenticate(state, &parts.headers)?;
     let path = segments(parts.uri.path());
-    let resolved = state.routes.resolve(&parts.method, &path)?;
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-    let requested = query
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
-        .map(|(_, v)| v.as_str());
+    let resolved = state.routes.resolve(&parts.method, &path, &|ns| state.api_versions.knows_namespace(ns))?;
+    let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let requested = query.iter().find(|(k, _)| k.eq_ignore_ascii_case("api-version")).map(|(_, v)| v.as_str());
     let api_version = if state.settings.skip_api_version_check {
         requested.unwrap_or_default().to_owned()
     } else {
-        state
-            .api_versions
-            .check(resolved.route.resource_type, requested, None)?
+        state.api_versions.check(resolved.route.resource_type, requested, None)?
     };
     let body = read_body(body, state.settings.max_body_bytes).await?;
     let req = ArmRequest {
-        scheme: parts
-            .extensions
-            .get::<Scheme>()
-            .copied()
-            .unwrap_or(Scheme::Https),
+        scheme: parts.extensions.get::<Scheme>().copied().unwrap_or(Scheme::Https),
         method: parts.method,
         uri: parts.uri,
         headers: parts.headers,
@@ -259,20 +232,18 @@ async fn dispatch(state: &AppState, request: Request) -> ArmResult<Response> {
         body,
         caller,
     };
-    let group_is_target = resolved
-        .route
-        .pattern
-        .template()
-        .ends_with("{resourceGroupName}");
+    let group_is_target = resolved.route.pattern.template().ends_with("{resourceGroupName}");
     rp::require_scope(state, &req, group_is_target)?;
+    if !UNGATED.contains(&resolved.route.operation_id) {
+        let (action, scope) = authorization_target(&req.method, &path);
+        authz::authorize(state, &req.caller, &action, &scope)?;
+    }
     (resolved.route.handler)(state.clone(), req).await
 }
 
 async fn arm_fallback(State(state): State<AppState>, request: Request) -> Response {
     let head = request.method() == Method::HEAD;
-    let response = dispatch(&state, request)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+    let response = dispatch(&state, request).await.unwrap_or_else(IntoResponse::into_response);
     if head {
         // HEAD answers carry no body, errors included.
         let (parts, _) = response.into_parts();
@@ -286,12 +257,7 @@ async fn arm_headers(State(state): State<AppState>, request: Request, next: Next
     let method = request.method().clone();
     let request_headers = request.headers().clone();
     let mut response = next.run(request).await;
-    headers::decorate(
-        &method,
-        &request_headers,
-        response.headers_mut(),
-        state.clock.now(),
-    );
+    headers::decorate(&method, &request_headers, response.headers_mut(), state.clock.now());
     response
 }
 
@@ -316,6 +282,12 @@ async fn collapse_slashes(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// A known fixed route with another method: ARM's 405 envelope rather than an empty body.
+async fn method_not_allowed(method: Method) -> Response {
+    crate::arm_error!(MethodNotAllowed, "The requested resource does not support http method '{method}'.")
+        .into_response()
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ArmError::internal("a handler panicked").into_response()
 }
@@ -324,33 +296,82 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/metadata/endpoints", get(cloud_metadata::endpoints))
-        .route(
-            "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(entra::openid_configuration_v2),
-        )
-        .route(
-            "/{tenant}/.well-known/openid-configuration",
-            get(entra::openid_configuration_v1),
-        )
+        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(entra::openid_configuration_v2))
+        .route("/{tenant}/.well-known/openid-configuration", get(entra::openid_configuration_v1))
         .route("/{tenant}/discovery/v2.0/keys", get(entra::jwks))
         .route("/{tenant}/discovery/keys", get(entra::jwks))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token_v2))
         .route("/{tenant}/oauth2/token", post(entra::token_v1))
+        // ---- managed identity tokens (IMDS) ----
+        .route("/metadata/identity/oauth2/token", get(imds::imds_token))
+        .route("/msi/token", get(imds::app_service_token))
+        .route("/msi/credentials", get(imds::credentials))
         .route("/_armlet/info", get(admin::info))
         .route("/_armlet/health", get(admin::health))
+        .route("/_armlet/explain", get(admin::explain))
         .route("/_armlet/clock", get(admin::clock_show))
         .route("/_armlet/clock/advance", post(admin::clock_advance))
         .route("/_armlet/clock/freeze", post(admin::clock_freeze))
         .route("/_armlet/clock/resume", post(admin::clock_resume))
+        // ---- Microsoft Graph v1.0 ----
+        .route(
+            "/v1.0/servicePrincipals",
+            get(graph::service_principals::list)
+                .post(graph::service_principals::create)
+                .fallback(graph::method_not_allowed),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}",
+            get(graph::service_principals::get)
+                .patch(graph::service_principals::update)
+                .delete(graph::service_principals::delete)
+                .fallback(graph::method_not_allowed),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/addPassword",
+            post(graph::service_principals::add_password).fallback(graph::method_not_allowed),
+        )
+        .route(
+            "/v1.0/servicePrincipals/{id}/removePassword",
+            post(graph::service_principals::remove_password).fallback(graph::method_not_allowed),
+        )
+        .route(
+            "/v1.0/applications",
+            get(graph::applications::list).post(graph::applications::create).fallback(graph::method_not_allowed),
+        )
+        .route(
+            "/v1.0/applications/{id}",
+            get(graph::applications::get)
+                .patch(graph::applications::update)
+                .delete(graph::applications::delete)
+                .fallback(graph::method_not_allowed),
+        )
+        .route(
+            "/v1.0/applications/{id}/addPassword",
+            post(graph::applications::add_password).fallback(graph::method_not_allowed),
+        )
+        .route(
+            "/v1.0/applications/{id}/removePassword",
+            post(graph::applications::remove_password).fallback(graph::method_not_allowed),
+        )
+        .route(
+            "/v1.0/directoryObjects/getByIds",
+            post(graph::directory_objects::get_by_ids).fallback(graph::method_not_allowed),
+        )
+        .route("/v1.0/directoryObjects/{id}", get(graph::directory_objects::get).fallback(graph::method_not_allowed))
+        .route("/v1.0/users", get(graph::users::list).fallback(graph::method_not_allowed))
+        .route("/v1.0/users/{id}", get(graph::users::get).fallback(graph::method_not_allowed))
+        .route("/v1.0/me", any(graph::users::me))
+        .route("/v1.0/me/{*rest}", any(graph::users::me))
+        // `servicePrincipals(appId='…')`, `applications(appId='…')`; other segments → Graph 400
+        .route("/v1.0/{segment}", any(graph::keyed))
+        .route("/v1.0/{segment}/{*rest}", any(graph::unknown))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(arm_fallback)
         .layer(middleware::from_fn_with_state(state.clone(), arm_headers))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_response,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .with_state(state);
-    Router::new()
-        .fallback_service(routes)
-        .layer(middleware::from_fn(collapse_slashes))
+    Router::new().fallback_service(routes).layer(middleware::from_fn(collapse_slashes))
 }
 
 #[cfg(test)]
@@ -397,7 +418,10 @@ mod tests {
         let doc = openapi();
         for (path, methods) in doc["paths"].as_object().unwrap() {
             for method in methods.as_object().unwrap().keys() {
-                let served_by_table = table.routes().iter().any(|r| r.pattern.template() == path && r.method.as_str().eq_ignore_ascii_case(method));
+                let served_by_table = table
+                    .routes()
+                    .iter()
+                    .any(|r| r.pattern.template() == path && r.method.as_str().eq_ignore_ascii_case(method));
                 if served_by_table {
                     continue;
                 }

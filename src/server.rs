@@ -15,7 +15,7 @@ use crate::admin::CLOCK_KEY;
 use crate::arm::request::Scheme;
 use crate::auth::keys::SigningKey;
 use crate::clock::{Clock, ClockState};
-use crate::state::{AppState, Settings};
+use crate::state::{AppState, RbacMode, Settings};
 use crate::store::{Db, SledStore};
 use crate::{app, tls};
 
@@ -31,6 +31,9 @@ pub struct ServeOptions {
     pub tls_key: Option<PathBuf>,
     pub skip_api_version_check: bool,
     pub max_body_bytes: usize,
+    pub rbac: RbacMode,
+    pub propagation_delay: time::Duration,
+    pub replication_lag: time::Duration,
 }
 
 /// How URLs name the bind address (a wildcard bind is reached through loopback).
@@ -45,8 +48,7 @@ fn url_host(bind: &str) -> String {
 
 fn bind(host: &str, port: u16) -> Result<TcpListener, String> {
     let host = host.trim_matches(|c| c == '[' || c == ']');
-    let listener = TcpListener::bind((host, port))
-        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
+    let listener = TcpListener::bind((host, port)).map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     Ok(listener)
 }
@@ -96,15 +98,13 @@ pub async fn prepare(opts: &ServeOptions) -> Result<Prepared, String> {
         skip_api_version_check: opts.skip_api_version_check,
         max_body_bytes: opts.max_body_bytes,
         ca_pem: material.ca_pem,
+        rbac: opts.rbac,
+        propagation_delay: opts.propagation_delay,
+        replication_lag: opts.replication_lag,
     };
     let state = AppState::new(db, clock, Arc::new(key), settings);
     state.bootstrap().await.map_err(|e| e.to_string())?;
-    Ok(Prepared {
-        state,
-        https,
-        http,
-        tls,
-    })
+    Ok(Prepared { state, https, http, tls })
 }
 
 /// Settles due long-running operations every 200 ms of wall time.
@@ -124,11 +124,10 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}
@@ -141,12 +140,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn serve(opts: ServeOptions) -> Result<(), String> {
-    let Prepared {
-        state,
-        https,
-        http,
-        tls,
-    } = prepare(&opts).await?;
+    let Prepared { state, https, http, tls } = prepare(&opts).await?;
     spawn_ticker(state.clone());
     let https_handle: Handle<SocketAddr> = Handle::new();
     let http_handle: Handle<SocketAddr> = Handle::with_control(https_handle.control());
@@ -157,10 +151,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .handle(https_handle.clone())
         .serve(https_app.into_make_service());
-    let http_server = axum_server::from_tcp(http)
-        .map_err(|e| e.to_string())?
-        .handle(http_handle)
-        .serve(http_app.into_make_service());
+    let http_server =
+        axum_server::from_tcp(http).map_err(|e| e.to_string())?.handle(http_handle).serve(http_app.into_make_service());
 
     let settings = &state.settings;
     let env_hint = if settings.http_url == "http://127.0.0.1:8080" {
@@ -168,22 +160,16 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     } else {
         format!("eval \"$(armlet env --url {})\"", settings.http_url)
     };
-    let data = settings.data_dir.as_ref().map_or_else(
-        || "in memory (nothing is kept)".to_owned(),
-        |d| d.display().to_string(),
-    );
-    println!(
-        "armlet {} — a local Azure Resource Manager",
-        env!("CARGO_PKG_VERSION")
-    );
+    let data = settings
+        .data_dir
+        .as_ref()
+        .map_or_else(|| "in memory (nothing is kept)".to_owned(), |d| d.display().to_string());
+    println!("armlet {} — a local Azure Resource Manager", env!("CARGO_PKG_VERSION"));
     println!("  ARM, Entra ID        {}", settings.https_url);
     println!("  metadata, /_armlet   {}", settings.http_url);
     println!("  data                 {data}");
     println!("  point az at it       {env_hint}");
-    println!(
-        "armlet ready: https={} http={}",
-        settings.https_url, settings.http_url
-    );
+    println!("armlet ready: https={} http={}", settings.https_url, settings.http_url);
 
     let control = https_handle.control();
     tokio::spawn(async move {

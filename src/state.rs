@@ -12,6 +12,13 @@ use crate::fixtures;
 use crate::providers::resources::subscriptions::{Subscription, Tenant};
 use crate::store::{Db, StoreError};
 
+/// Default delay before a role assignment takes effect. Azure documents "up to 10 minutes"
+/// (longer for cached tokens); a short default keeps scripts quick while still making a
+/// missing retry visible.
+pub const DEFAULT_PROPAGATION_DELAY: time::Duration = time::Duration::seconds(10);
+/// Default time a brand-new principal is unknown to role assignments without principalType.
+pub const DEFAULT_REPLICATION_LAG: time::Duration = time::Duration::seconds(5);
+
 /// Settings fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -24,6 +31,36 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// The CA certificate clients should trust.
     pub ca_pem: String,
+    /// How role assignments are enforced.
+    pub rbac: RbacMode,
+    /// How long a role assignment takes to take (or stop taking) effect, in simulated time.
+    pub propagation_delay: time::Duration,
+    /// How long a new principal stays unknown to role assignments that give no principalType.
+    pub replication_lag: time::Duration,
+}
+
+/// `--rbac`: what a request without an effective grant gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RbacMode {
+    /// 403 AuthorizationFailed, as ARM answers.
+    #[default]
+    Enforce,
+    /// Proceeds; the denial is logged.
+    Soft,
+    /// No checks.
+    Off,
+}
+
+impl std::str::FromStr for RbacMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "enforce" => Ok(Self::Enforce),
+            "soft" => Ok(Self::Soft),
+            "off" => Ok(Self::Off),
+            other => Err(format!("unknown RBAC mode '{other}' (enforce, soft, off)")),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -35,6 +72,9 @@ impl Default for Settings {
             skip_api_version_check: false,
             max_body_bytes: 4 * 1024 * 1024,
             ca_pem: String::new(),
+            rbac: RbacMode::Enforce,
+            propagation_delay: DEFAULT_PROPAGATION_DELAY,
+            replication_lag: DEFAULT_REPLICATION_LAG,
         }
     }
 }
@@ -61,12 +101,7 @@ impl AppState {
         let mut registry = Registry::default();
         for provider in fixtures::providers() {
             for rt in &provider.resource_types {
-                registry.add(
-                    &provider.namespace,
-                    &rt.resource_type,
-                    &rt.api_versions,
-                    provider.arm_owned,
-                );
+                registry.add(&provider.namespace, &rt.resource_type, &rt.api_versions, provider.arm_owned);
             }
         }
         Self {
@@ -126,7 +161,13 @@ impl AppState {
                     )],
                     created_date_time: now,
                 }
-                .save(tx)
+                .save(tx)?;
+                let owner = crate::providers::authorization::bootstrap_owner_assignment(
+                    &sub.subscription_id,
+                    &sp.object_id,
+                    now,
+                );
+                tx.put(crate::arm::resource_id::storage_key(owner["id"].as_str().unwrap_or_default()), &owner)
             })
             .await
     }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -27,11 +27,7 @@ pub struct TlsMaterial {
 }
 
 fn hosts_for(bind_host: &str) -> Vec<String> {
-    let mut hosts = vec![
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-        "localhost".to_owned(),
-    ];
+    let mut hosts = vec!["127.0.0.1".to_owned(), "::1".to_owned(), "localhost".to_owned()];
     let bind = bind_host.trim_matches(|c| c == '[' || c == ']');
     if !bind.is_empty() && bind != "0.0.0.0" && bind != "::" && !hosts.iter().any(|h| h == bind) {
         hosts.push(bind.to_owned());
@@ -51,11 +47,7 @@ fn new_ca() -> Result<(CertificateParams, KeyPair), String> {
     dn.push(DnType::OrganizationName, "armlet");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let now = Clock::wall_now();
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(3650);
@@ -69,10 +61,7 @@ fn new_leaf(hosts: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<(String, S
     dn.push(DnType::CommonName, "armlet");
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     let now = Clock::wall_now();
@@ -87,11 +76,7 @@ pub fn generate(bind_host: &str) -> Result<TlsMaterial, String> {
     let (ca_params, ca_key) = new_ca()?;
     let ca_cert = ca_params.self_signed(&ca_key).map_err(tls_err)?;
     let (leaf_pem, key_pem) = new_leaf(&hosts_for(bind_host), &Issuer::new(ca_params, ca_key))?;
-    Ok(TlsMaterial {
-        chain_pem: format!("{leaf_pem}{}", ca_cert.pem()),
-        key_pem,
-        ca_pem: ca_cert.pem(),
-    })
+    Ok(TlsMaterial { chain_pem: format!("{leaf_pem}{}", ca_cert.pem()), key_pem, ca_pem: ca_cert.pem() })
 }
 
 struct Files {
@@ -139,10 +124,7 @@ pub fn load_or_create(dir: &Path, bind_host: &str) -> Result<TlsMaterial, String
     let (issuer, ca_pem) = match (read(&files.ca), read(&files.ca_key)) {
         (Some(ca_pem), Some(ca_key_pem)) => {
             let key = KeyPair::from_pem(&ca_key_pem).map_err(tls_err)?;
-            (
-                Issuer::from_ca_cert_pem(&ca_pem, key).map_err(tls_err)?,
-                ca_pem,
-            )
+            (Issuer::from_ca_cert_pem(&ca_pem, key).map_err(tls_err)?, ca_pem)
         }
         _ => {
             let (params, key) = new_ca()?;
@@ -157,52 +139,34 @@ pub fn load_or_create(dir: &Path, bind_host: &str) -> Result<TlsMaterial, String
         (read(&files.cert), read(&files.key), read(&files.hosts))
         && stored_hosts.trim() == hosts_line
     {
-        return Ok(TlsMaterial {
-            chain_pem,
-            key_pem,
-            ca_pem,
-        });
+        return Ok(TlsMaterial { chain_pem, key_pem, ca_pem });
     }
     let (leaf_pem, key_pem) = new_leaf(&hosts, &issuer)?;
     let chain_pem = format!("{leaf_pem}{ca_pem}");
     write_private(&files.key, &key_pem)?;
     write_private(&files.cert, &chain_pem)?;
     write_private(&files.hosts, &hosts_line)?;
-    Ok(TlsMaterial {
-        chain_pem,
-        key_pem,
-        ca_pem,
-    })
+    Ok(TlsMaterial { chain_pem, key_pem, ca_pem })
 }
 
 /// Uses the caller's own certificate chain and key (`--tls-cert/--tls-key`).
 pub fn load_user(cert: &Path, key: &Path) -> Result<TlsMaterial, String> {
-    let chain_pem = std::fs::read_to_string(cert)
-        .map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-    let key_pem =
-        std::fs::read_to_string(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
-    Ok(TlsMaterial {
-        ca_pem: chain_pem.clone(),
-        chain_pem,
-        key_pem,
-    })
+    let chain_pem = std::fs::read_to_string(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+    let key_pem = std::fs::read_to_string(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+    Ok(TlsMaterial { ca_pem: chain_pem.clone(), chain_pem, key_pem })
 }
 
 /// A rustls server configuration (ring provider) for the material.
 pub fn server_config(material: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, String> {
     let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(material.chain_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(tls_err)?;
+        CertificateDer::pem_slice_iter(material.chain_pem.as_bytes()).collect::<Result<_, _>>().map_err(tls_err)?;
     let key = PrivateKeyDer::from_pem_slice(material.key_pem.as_bytes()).map_err(tls_err)?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(tls_err)?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(tls_err)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(tls_err)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -218,10 +182,7 @@ mod tests {
         let again = load_or_create(dir.path(), "127.0.0.1").unwrap();
         assert_eq!(first.chain_pem, again.chain_pem);
         let other = load_or_create(dir.path(), "10.1.2.3").unwrap();
-        assert_ne!(
-            first.chain_pem, other.chain_pem,
-            "leaf reissued for the new bind host"
-        );
+        assert_ne!(first.chain_pem, other.chain_pem, "leaf reissued for the new bind host");
         assert_eq!(first.ca_pem, other.ca_pem, "same CA");
         server_config(&other).unwrap();
     }

@@ -15,8 +15,8 @@ use crate::clock::{ClockState, parse_duration, parse_rfc3339, rfc3339};
 use crate::directory::ServicePrincipal;
 use crate::fixtures;
 use crate::providers::managed_identity::credentials::MiCredential;
-use time::OffsetDateTime;
 use crate::state::AppState;
+use time::OffsetDateTime;
 
 pub const CLOCK_KEY: &str = "meta/clock";
 
@@ -60,6 +60,22 @@ fn clock_json(state: &AppState) -> Value {
     json!({ "now": rfc3339(state.clock.now()), "mode": clock.mode, "offsetNs": clock.offset_ns })
 }
 
+#[derive(Deserialize)]
+pub struct ExplainQuery {
+    principal: String,
+    action: String,
+    scope: String,
+}
+
+/// `GET /_armlet/explain?principal=…&action=…&scope=…`: whether RBAC allows it now, the
+/// assignment that grants it, or the pending assignments and the roles that would.
+pub async fn explain(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ExplainQuery>,
+) -> ArmResult<Json<Value>> {
+    Ok(Json(crate::providers::authorization::explain(&state, &q.principal, &q.action, &q.scope)?))
+}
+
 /// `GET /_armlet/clock`.
 pub async fn clock_show(State(state): State<AppState>) -> Json<Value> {
     Json(clock_json(&state))
@@ -75,7 +91,10 @@ async fn persist_and_settle(state: &AppState, before: OffsetDateTime) -> ArmResu
         .await?
         .iter()
         .map(|op| {
-            (op.due_at, json!({ "kind": op.kind, "subject": op.resource_id, "status": op.status, "due": rfc3339(op.due_at) }))
+            (
+                op.due_at,
+                json!({ "kind": op.kind, "subject": op.resource_id, "status": op.status, "due": rfc3339(op.due_at) }),
+            )
         })
         .collect();
     for (_, principal) in state.db.scan::<ServicePrincipal>("dir/sp/")? {
@@ -105,24 +124,16 @@ pub struct Advance {
 
 /// `POST /_armlet/clock/advance` with `{"by":"46d"}` or `{"to":"<RFC 3339>"}`: moves time
 /// forward (never back) and settles everything that fell due.
-pub async fn clock_advance(
-    State(state): State<AppState>,
-    ArmJson(body): ArmJson<Advance>,
-) -> ArmResult<Json<Value>> {
+pub async fn clock_advance(State(state): State<AppState>, ArmJson(body): ArmJson<Advance>) -> ArmResult<Json<Value>> {
     let before = state.clock.now();
     match (&body.by, &body.to) {
         (Some(by), None) => {
             let by = parse_duration(by).map_err(|e| arm_error!(BadRequest, "{e}"))?;
             state.clock.advance_by(by)
         }
-        (None, Some(to)) => state
-            .clock
-            .advance_to(parse_rfc3339(to).map_err(|e| arm_error!(BadRequest, "{e}"))?),
+        (None, Some(to)) => state.clock.advance_to(parse_rfc3339(to).map_err(|e| arm_error!(BadRequest, "{e}"))?),
         _ => {
-            return Err(arm_error!(
-                BadRequest,
-                "Give exactly one of 'by' (e.g. \"46d\") or 'to' (an RFC 3339 time)."
-            ));
+            return Err(arm_error!(BadRequest, "Give exactly one of 'by' (e.g. \"46d\") or 'to' (an RFC 3339 time)."));
         }
     }
     .map_err(|e| arm_error!(BadRequest, "{e}"))?;

@@ -27,37 +27,16 @@ pub fn is_well_formed(v: &str) -> bool {
     let (date, suffix) = v.split_at(v.len().min(10));
     let bytes = date.as_bytes();
     let date_ok = bytes.len() == 10
-        && bytes.iter().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                *b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
+        && bytes.iter().enumerate().all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
     let suffix_ok = suffix.is_empty()
-        || ["-preview", "-alpha", "-beta", "-rc", "-privatepreview"]
-            .iter()
-            .any(|s| suffix.eq_ignore_ascii_case(s));
+        || ["-preview", "-alpha", "-beta", "-rc", "-privatepreview"].iter().any(|s| suffix.eq_ignore_ascii_case(s));
     date_ok && suffix_ok
 }
 
 impl Registry {
-    pub fn add(
-        &mut self,
-        namespace: &str,
-        resource_type: &str,
-        versions: &[String],
-        arm_owned: bool,
-    ) {
+    pub fn add(&mut self, namespace: &str, resource_type: &str, versions: &[String], arm_owned: bool) {
         let name = format!("{namespace}/{resource_type}");
-        self.types.insert(
-            name.to_lowercase(),
-            TypeVersions {
-                name,
-                versions: versions.to_vec(),
-                arm_owned,
-            },
-        );
+        self.types.insert(name.to_lowercase(), TypeVersions { name, versions: versions.to_vec(), arm_owned });
     }
 
     pub fn knows_namespace(&self, namespace: &str) -> bool {
@@ -70,12 +49,7 @@ impl Registry {
     }
 
     /// Checks `version` for `full_type`. `location` only shapes the message.
-    pub fn check(
-        &self,
-        full_type: &str,
-        version: Option<&str>,
-        location: Option<&str>,
-    ) -> ArmResult<String> {
+    pub fn check(&self, full_type: &str, version: Option<&str>, location: Option<&str>) -> ArmResult<String> {
         let Some(version) = version.filter(|v| !v.is_empty()) else {
             return Err(arm_error!(
                 MissingApiVersionParameter,
@@ -85,11 +59,7 @@ impl Registry {
         let Some(known) = self.types.get(&full_type.to_lowercase()) else {
             return Ok(version.to_owned());
         };
-        if known
-            .versions
-            .iter()
-            .any(|v| v.eq_ignore_ascii_case(version))
-        {
+        if known.versions.iter().any(|v| v.eq_ignore_ascii_case(version)) {
             return Ok(version.to_owned());
         }
         let supported = known.versions.join(",");

@@ -29,6 +29,17 @@ pub enum ErrorCode {
     BadRequest,
     MethodNotAllowed,
     UnsupportedMediaType,
+    // ---- authorization ----
+    RoleDefinitionDoesNotExist,
+    InvalidRoleDefinitionId,
+    RoleDefinitionWithSameNameExists,
+    RoleDefinitionNameNullOrEmpty,
+    RoleDefinitionHasAssignments,
+    InvalidRoleAssignmentId,
+    InvalidPrincipalId,
+    PrincipalNotFound,
+    RoleAssignmentUpdateNotPermitted,
+    RoleAssignmentNotFound,
     // ---- lookups ----
     SubscriptionNotFound,
     ResourceGroupNotFound,
@@ -42,6 +53,9 @@ pub enum ErrorCode {
     InvalidAuthenticationTokenTenant,
     ExpiredAuthenticationToken,
     // ---- state ----
+    RoleAssignmentExists,
+    AuthorizationFailed,
+    LinkedAuthorizationFailed,
     Conflict,
     ResourceGroupBeingDeleted,
     PreconditionFailed,
@@ -72,6 +86,19 @@ impl ErrorCode {
             BadRequest => "BadRequest",
             MethodNotAllowed => "MethodNotAllowed",
             UnsupportedMediaType => "UnsupportedMediaType",
+            RoleDefinitionDoesNotExist => "RoleDefinitionDoesNotExist",
+            InvalidRoleDefinitionId => "InvalidRoleDefinitionId",
+            RoleDefinitionWithSameNameExists => "RoleDefinitionWithSameNameExists",
+            RoleDefinitionNameNullOrEmpty => "RoleDefinitionNameNullOrEmpty",
+            RoleDefinitionHasAssignments => "RoleDefinitionHasAssignments",
+            InvalidRoleAssignmentId => "InvalidRoleAssignmentId",
+            InvalidPrincipalId => "InvalidPrincipalId",
+            PrincipalNotFound => "PrincipalNotFound",
+            RoleAssignmentUpdateNotPermitted => "RoleAssignmentUpdateNotPermitted",
+            RoleAssignmentNotFound => "RoleAssignmentNotFound",
+            RoleAssignmentExists => "RoleAssignmentExists",
+            AuthorizationFailed => "AuthorizationFailed",
+            LinkedAuthorizationFailed => "LinkedAuthorizationFailed",
             SubscriptionNotFound => "SubscriptionNotFound",
             ResourceGroupNotFound => "ResourceGroupNotFound",
             ResourceNotFound => "ResourceNotFound",
@@ -104,9 +131,11 @@ impl ErrorCode {
             | InvalidAuthenticationTokenAudience
             | InvalidAuthenticationTokenTenant
             | ExpiredAuthenticationToken => StatusCode::UNAUTHORIZED,
-            Conflict | ResourceGroupBeingDeleted | InvalidResourceGroupLocation => {
+            Conflict | ResourceGroupBeingDeleted | InvalidResourceGroupLocation | RoleAssignmentExists => {
                 StatusCode::CONFLICT
             }
+            AuthorizationFailed | LinkedAuthorizationFailed => StatusCode::FORBIDDEN,
+            RoleAssignmentNotFound => StatusCode::NOT_FOUND,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -193,26 +222,17 @@ impl ArmError {
 
     /// The JSON body, `{"error":{...}}`.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::to_value(Body {
-            error: self.detail(),
-        })
-        .unwrap_or_default()
+        serde_json::to_value(Body { error: self.detail() }).unwrap_or_default()
     }
 
     // ---- the errors every provider needs ----
 
     pub fn subscription_not_found(subscription: &str) -> Self {
-        arm_error!(
-            SubscriptionNotFound,
-            "The subscription '{subscription}' could not be found."
-        )
+        arm_error!(SubscriptionNotFound, "The subscription '{subscription}' could not be found.")
     }
 
     pub fn resource_group_not_found(group: &str) -> Self {
-        arm_error!(
-            ResourceGroupNotFound,
-            "Resource group '{group}' could not be found."
-        )
+        arm_error!(ResourceGroupNotFound, "Resource group '{group}' could not be found.")
     }
 
     /// `type_name` is the full type, e.g. `Microsoft.ManagedIdentity/userAssignedIdentities`.
@@ -224,18 +244,12 @@ impl ArmError {
     }
 
     pub fn invalid_request_content(reason: &str) -> Self {
-        arm_error!(
-            InvalidRequestContent,
-            "The request content was invalid and could not be deserialized: '{reason}'."
-        )
+        arm_error!(InvalidRequestContent, "The request content was invalid and could not be deserialized: '{reason}'.")
     }
 
     pub fn internal(reason: &str) -> Self {
         tracing::error!(error = reason, "internal error");
-        arm_error!(
-            InternalServerError,
-            "The server encountered an internal error. Please retry the request."
-        )
+        arm_error!(InternalServerError, "The server encountered an internal error. Please retry the request.")
     }
 }
 

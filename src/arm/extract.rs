@@ -10,19 +10,12 @@ use crate::arm_error;
 
 /// Parses a JSON body. An empty body parses as JSON `null`, so types with defaults accept it.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ArmResult<T> {
-    let text = if bytes.iter().all(u8::is_ascii_whitespace) {
-        &b"null"[..]
-    } else {
-        bytes
-    };
+    let text = if bytes.iter().all(u8::is_ascii_whitespace) { &b"null"[..] } else { bytes };
     serde_json::from_slice(text).map_err(|e| ArmError::invalid_request_content(&e.to_string()))
 }
 
 pub fn too_large(limit: usize) -> ArmError {
-    arm_error!(
-        RequestEntityTooLarge,
-        "The request content size exceeds the maximum allowed size of {limit} bytes."
-    )
+    arm_error!(RequestEntityTooLarge, "The request content size exceeds the maximum allowed size of {limit} bytes.")
 }
 
 /// Reads a whole body, refusing more than `limit` bytes.
@@ -34,10 +27,7 @@ pub async fn read_body(body: Body, limit: usize) -> ArmResult<Bytes> {
         {
             too_large(limit)
         } else {
-            arm_error!(
-                InvalidRequestContent,
-                "The request content could not be read: {e}"
-            )
+            arm_error!(InvalidRequestContent, "The request content could not be read: {e}")
         }
     })
 }
@@ -70,18 +60,7 @@ mod tests {
         struct Typed {
             location: String,
         }
-        assert_eq!(
-            parse_json::<Typed>(br#"{"location": 5}"#)
-                .unwrap_err()
-                .code
-                .as_str(),
-            "InvalidRequestContent"
-        );
-        assert_eq!(
-            parse_json::<Option<Typed>>(b"  ")
-                .unwrap()
-                .map(|t| t.location),
-            None
-        );
+        assert_eq!(parse_json::<Typed>(br#"{"location": 5}"#).unwrap_err().code.as_str(), "InvalidRequestContent");
+        assert_eq!(parse_json::<Option<Typed>>(b"  ").unwrap().map(|t| t.location), None);
     }
 }

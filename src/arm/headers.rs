@@ -10,9 +10,7 @@ use uuid::Uuid;
 pub fn http_date(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         DAYS[t.weekday().number_days_from_monday() as usize],
@@ -32,12 +30,7 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 /// Adds ARM's response headers, given the request's method and headers.
-pub fn decorate(
-    method: &Method,
-    request: &HeaderMap,
-    response: &mut HeaderMap,
-    now: OffsetDateTime,
-) {
+pub fn decorate(method: &Method, request: &HeaderMap, response: &mut HeaderMap, now: OffsetDateTime) {
     let request_id = Uuid::new_v4().to_string();
     let correlation = request
         .get("x-ms-correlation-request-id")
@@ -71,15 +64,10 @@ pub fn decorate(
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
         && let Some(client_id) = request.get("x-ms-client-request-id")
     {
-        response.insert(
-            HeaderName::from_static("x-ms-client-request-id"),
-            client_id.clone(),
-        );
+        response.insert(HeaderName::from_static("x-ms-client-request-id"), client_id.clone());
     }
     set(response, "date", &http_date(now));
-    response
-        .entry(HeaderName::from_static("cache-control"))
-        .or_insert(HeaderValue::from_static("no-cache"));
+    response.entry(HeaderName::from_static("cache-control")).or_insert(HeaderValue::from_static("no-cache"));
 }
 
 #[cfg(test)]
@@ -89,9 +77,6 @@ mod tests {
 
     #[test]
     fn http_dates() {
-        assert_eq!(
-            http_date(datetime!(2026-11-29 03:04:05 UTC)),
-            "Sun, 29 Nov 2026 03:04:05 GMT"
-        );
+        assert_eq!(http_date(datetime!(2026-11-29 03:04:05 UTC)), "Sun, 29 Nov 2026 03:04:05 GMT");
     }
 }

@@ -93,10 +93,7 @@ impl Operation {
             }
             Err(e) => {
                 self.status = OperationStatus::Failed;
-                self.error = Some(OperationError {
-                    code: e.code.as_str().to_owned(),
-                    message: e.message,
-                });
+                self.error = Some(OperationError { code: e.code.as_str().to_owned(), message: e.message });
             }
         }
         self.end_time = Some(now);
@@ -121,8 +118,7 @@ impl Operation {
         {
             headers.insert("azure-asyncoperation", v);
         }
-        if let Ok(v) = HeaderValue::from_str(&Self::url(req, &self.result_path, &self.api_version))
-        {
+        if let Ok(v) = HeaderValue::from_str(&Self::url(req, &self.result_path, &self.api_version)) {
             headers.insert("location", v);
         }
         headers.insert("retry-after", HeaderValue::from_static("1"));
@@ -165,9 +161,7 @@ impl Operation {
                 });
                 (
                     StatusCode::BAD_REQUEST,
-                    axum::Json(
-                        json!({ "error": { "code": error.code, "message": error.message } }),
-                    ),
+                    axum::Json(json!({ "error": { "code": error.code, "message": error.message } })),
                 )
                     .into_response()
             }

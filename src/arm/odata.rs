@@ -13,10 +13,7 @@ pub enum Clause {
 }
 
 fn invalid(filter: &str) -> super::ArmError {
-    arm_error!(
-        InvalidFilterInQueryString,
-        "Invalid $filter '{filter}' specified in the query string."
-    )
+    arm_error!(InvalidFilterInQueryString, "Invalid $filter '{filter}' specified in the query string.")
 }
 
 fn unquote(s: &str) -> Option<String> {
@@ -36,11 +33,7 @@ pub fn parse(filter: &str) -> ArmResult<Vec<Clause>> {
         {
             let name = part[..open].trim().to_owned();
             let arg = part[open + 1..part.len() - 1].trim();
-            let arg = if arg.is_empty() {
-                None
-            } else {
-                Some(unquote(arg).ok_or_else(|| invalid(filter))?)
-            };
+            let arg = if arg.is_empty() { None } else { Some(unquote(arg).ok_or_else(|| invalid(filter))?) };
             clauses.push(Clause::Call(name, arg));
             continue;
         }
@@ -94,24 +87,15 @@ mod tests {
     fn parses_the_forms_az_sends() {
         assert_eq!(
             parse("resourceType eq 'Microsoft.ContainerRegistry/registries'").unwrap(),
-            vec![Clause::Eq(
-                "resourceType".into(),
-                "Microsoft.ContainerRegistry/registries".into()
-            )]
+            vec![Clause::Eq("resourceType".into(), "Microsoft.ContainerRegistry/registries".into())]
         );
         assert_eq!(
             parse("atScope() and assignedTo('abc')").unwrap(),
-            vec![
-                Clause::Call("atScope".into(), None),
-                Clause::Call("assignedTo".into(), Some("abc".into()))
-            ]
+            vec![Clause::Call("atScope".into(), None), Clause::Call("assignedTo".into(), Some("abc".into()))]
         );
         assert_eq!(
             parse("tagName eq 'a and b' AND tagValue eq 'it''s'").unwrap(),
-            vec![
-                Clause::Eq("tagName".into(), "a and b".into()),
-                Clause::Eq("tagValue".into(), "it's".into())
-            ]
+            vec![Clause::Eq("tagName".into(), "a and b".into()), Clause::Eq("tagValue".into(), "it's".into())]
         );
         assert!(parse("garbage").is_err());
         assert!(parse("name eq unquoted").is_err());

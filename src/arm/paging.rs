@@ -23,10 +23,7 @@ pub fn page(req: &ArmRequest, items: Vec<Value>, value_key: &str) -> ArmResult<V
         Some(top) => match top.parse::<usize>() {
             Ok(n) if n > 0 => n.min(1000),
             _ => {
-                return Err(arm_error!(
-                    BadRequest,
-                    "The value '{top}' of query parameter '$top' is invalid."
-                ));
+                return Err(arm_error!(BadRequest, "The value '{top}' of query parameter '$top' is invalid."));
             }
         },
     };
@@ -34,12 +31,8 @@ pub fn page(req: &ArmRequest, items: Vec<Value>, value_key: &str) -> ArmResult<V
     let page: Vec<Value> = items.into_iter().skip(skip).take(size).collect();
     let mut body = json!({ value_key: page });
     if skip + size < total {
-        let mut query: Vec<(String, String)> = req
-            .query
-            .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("$skipToken"))
-            .cloned()
-            .collect();
+        let mut query: Vec<(String, String)> =
+            req.query.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("$skipToken")).cloned().collect();
         query.push(("$skipToken".to_owned(), (skip + size).to_string()));
         body["nextLink"] = Value::String(req.url_with_query(&query));
     }

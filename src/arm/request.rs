@@ -42,18 +42,12 @@ pub struct ArmRequest {
 impl ArmRequest {
     /// A path parameter (empty if the route has none of that name).
     pub fn param(&self, name: &str) -> &str {
-        self.params
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or("", |(_, v)| v.as_str())
+        self.params.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v.as_str())
     }
 
     /// A query parameter, matched case-insensitively as ARM does (`$filter`, `$skipToken`).
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON; bad bodies become InvalidRequestContent.
@@ -81,11 +75,7 @@ impl ArmRequest {
         let mut url = format!("{}{}", self.base_url(), self.uri.path());
         if !query.is_empty() {
             url.push('?');
-            url.push_str(
-                &form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(query)
-                    .finish(),
-            );
+            url.push_str(&form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish());
         }
         url
     }

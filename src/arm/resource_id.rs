@@ -23,10 +23,7 @@ pub fn storage_prefix_under(id: &str) -> String {
 
 /// Splits a request path into percent-decoded segments; empty segments (from `//`) are dropped.
 pub fn segments(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect()
+    path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect()
 }
 
 /// The parts of a resource id or scope that ARM itself resolves.
@@ -44,16 +41,10 @@ pub fn parse_scope(scope: &str) -> Option<ScopeParts> {
     let segs = segments(scope);
     let mut parts = ScopeParts::default();
     let mut i = 0;
-    if segs
-        .get(i)
-        .is_some_and(|s| s.eq_ignore_ascii_case("subscriptions"))
-    {
+    if segs.get(i).is_some_and(|s| s.eq_ignore_ascii_case("subscriptions")) {
         parts.subscription = Some(segs.get(i + 1)?.clone());
         i += 2;
-        if segs
-            .get(i)
-            .is_some_and(|s| s.eq_ignore_ascii_case("resourceGroups"))
-        {
+        if segs.get(i).is_some_and(|s| s.eq_ignore_ascii_case("resourceGroups")) {
             parts.resource_group = Some(segs.get(i + 1)?.clone());
             i += 2;
         }
@@ -80,43 +71,33 @@ mod tests {
 
     #[test]
     fn keys_ignore_case_and_slashes() {
-        assert_eq!(
-            key("/subscriptions/S/resourceGroups/RG/"),
-            "/subscriptions/s/resourcegroups/rg"
-        );
+        assert_eq!(key("/subscriptions/S/resourceGroups/RG/"), "/subscriptions/s/resourcegroups/rg");
         assert_eq!(key("subscriptions/S"), "/subscriptions/s");
     }
 
     #[test]
     fn segments_are_decoded_and_double_slashes_dropped() {
-        assert_eq!(
-            segments("//metadata/endpoints"),
-            vec!["metadata", "endpoints"]
-        );
+        assert_eq!(segments("//metadata/endpoints"), vec!["metadata", "endpoints"]);
         assert_eq!(segments("/a%20b/c"), vec!["a b", "c"]);
     }
 
     #[test]
     fn scopes_parse() {
-        let p = parse_scope("/subscriptions/S/resourcegroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1")
-            .unwrap();
+        let p = parse_scope(
+            "/subscriptions/S/resourcegroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1",
+        )
+        .unwrap();
         assert_eq!(p.subscription.as_deref(), Some("S"));
         assert_eq!(p.resource_group.as_deref(), Some("RG"));
         assert_eq!(
             p.resource,
-            Some((
-                "Microsoft.ManagedIdentity".into(),
-                "userAssignedIdentities".into(),
-                "id1".into()
-            ))
+            Some(("Microsoft.ManagedIdentity".into(), "userAssignedIdentities".into(), "id1".into()))
         );
-        let child = parse_scope("/subscriptions/S/resourceGroups/RG/providers/Microsoft.Network/virtualNetworks/v/subnets/s")
-            .unwrap();
+        let child =
+            parse_scope("/subscriptions/S/resourceGroups/RG/providers/Microsoft.Network/virtualNetworks/v/subnets/s")
+                .unwrap();
         assert_eq!(child.resource.unwrap().1, "virtualNetworks/subnets");
-        assert_eq!(
-            parse_scope("/subscriptions/S").unwrap().resource_group,
-            None
-        );
+        assert_eq!(parse_scope("/subscriptions/S").unwrap().resource_group, None);
         assert_eq!(parse_scope("/").unwrap(), ScopeParts::default());
         assert!(parse_scope("/subscriptions").is_none());
         assert!(parse_scope("/subscriptions/S/foo/bar").is_none());

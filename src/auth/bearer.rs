@@ -14,11 +14,7 @@ use crate::state::{AppState, Settings};
 /// The audiences ARM tokens may carry: armlet's own HTTPS URL (under every host name it
 /// answers to) and the public cloud's, for tools that hard-code those.
 pub fn allowed_audiences(settings: &Settings) -> Vec<String> {
-    let port = settings
-        .https_authority()
-        .rsplit(':')
-        .next()
-        .unwrap_or("8443");
+    let port = settings.https_authority().rsplit(':').next().unwrap_or("8443");
     let mut audiences = vec![settings.https_url.clone()];
     for host in ["127.0.0.1", "localhost"] {
         let url = format!("https://{host}:{port}");
@@ -31,11 +27,9 @@ pub fn allowed_audiences(settings: &Settings) -> Vec<String> {
     audiences
 }
 
-fn audience_allowed(aud: &str, settings: &Settings) -> bool {
+fn audience_allowed(aud: &str, allowed: &[String]) -> bool {
     let aud = aud.trim_end_matches('/');
-    allowed_audiences(settings)
-        .iter()
-        .any(|a| a.eq_ignore_ascii_case(aud))
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(aud))
 }
 
 /// ARM's way of writing an instant in token messages: `11/29/2026 3:04:05 AM`.
@@ -47,15 +41,7 @@ fn arm_time(t: OffsetDateTime) -> String {
         12 => (12, "PM"),
         _ => (hour - 12, "PM"),
     };
-    format!(
-        "{}/{}/{} {}:{:02}:{:02} {ampm}",
-        t.month() as u8,
-        t.day(),
-        t.year(),
-        h12,
-        t.minute(),
-        t.second()
-    )
+    format!("{}/{}/{} {}:{:02}:{:02} {ampm}", t.month() as u8, t.day(), t.year(), h12, t.minute(), t.second())
 }
 
 fn unauthorized(state: &AppState, code: ErrorCode, message: String, description: &str) -> ArmError {
@@ -69,6 +55,12 @@ fn unauthorized(state: &AppState, code: ErrorCode, message: String, description:
 
 /// Authenticates an ARM request from its `Authorization` header.
 pub fn authenticate(state: &AppState, headers: &HeaderMap) -> ArmResult<Caller> {
+    authenticate_for(state, headers, &allowed_audiences(&state.settings))
+}
+
+/// Authenticates a request whose token must carry one of `audiences` (compared without a
+/// trailing slash, case-insensitively): Microsoft Graph accepts other audiences than ARM.
+pub fn authenticate_for(state: &AppState, headers: &HeaderMap, audiences: &[String]) -> ArmResult<Caller> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthorized(
             state,
@@ -87,15 +79,19 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> ArmResult<Caller> 
         return Err(unauthorized(
             state,
             ErrorCode::AuthenticationFailed,
-            "Authentication failed. The 'Authorization' header is provided in an invalid format."
-                .into(),
+            "Authentication failed. The 'Authorization' header is provided in an invalid format.".into(),
             "The authentication failed because of invalid 'Authorization' header.",
         ));
     };
     let now = Clock::wall_now();
     let claims = jwt::verify(token, &state.key, now.unix_timestamp()).map_err(|e| {
         let invalid = |message: &str| {
-            unauthorized(state, ErrorCode::InvalidAuthenticationToken, message.to_owned(), "The access token is invalid.")
+            unauthorized(
+                state,
+                ErrorCode::InvalidAuthenticationToken,
+                message.to_owned(),
+                "The access token is invalid.",
+            )
         };
         match e {
             TokenError::Malformed => invalid("The access token is invalid."),
@@ -119,11 +115,8 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> ArmResult<Caller> 
             }
         }
     })?;
-    if !audience_allowed(&claims.aud, &state.settings) {
-        let allowed: Vec<String> = allowed_audiences(&state.settings)
-            .into_iter()
-            .map(|a| format!("{a}/"))
-            .collect();
+    if !audience_allowed(&claims.aud, audiences) {
+        let allowed: Vec<String> = audiences.iter().map(|a| format!("{a}/")).collect();
         return Err(unauthorized(
             state,
             ErrorCode::InvalidAuthenticationTokenAudience,
@@ -135,11 +128,7 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> ArmResult<Caller> 
             "The access token has been obtained for wrong audience.",
         ));
     }
-    Ok(Caller {
-        object_id: claims.oid.clone(),
-        app_id: claims.app_id().to_owned(),
-        tenant_id: claims.tid,
-    })
+    Ok(Caller { object_id: claims.oid.clone(), app_id: claims.app_id().to_owned(), tenant_id: claims.tid })
 }
 
 /// ARM's answer when a token's tenant is not the subscription's.
@@ -149,10 +138,7 @@ pub fn wrong_tenant(state: &AppState, caller: &Caller, subscription_tenant: &str
         ErrorCode::InvalidAuthenticationTokenTenant,
         format!(
             "The access token is from the wrong issuer '{}/{}/'. It must match the tenant '{}/{subscription_tenant}/' associated with this subscription. Please use the authority (URL) '{}/{subscription_tenant}' to get the token.",
-            state.settings.https_url,
-            caller.tenant_id,
-            state.settings.https_url,
-            state.settings.https_url
+            state.settings.https_url, caller.tenant_id, state.settings.https_url, state.settings.https_url
         ),
         "The access token is from the wrong issuer.",
     )
@@ -165,17 +151,8 @@ mod tests {
 
     #[test]
     fn arm_times() {
-        assert_eq!(
-            arm_time(datetime!(2026-11-29 03:04:05 UTC)),
-            "11/29/2026 3:04:05 AM"
-        );
-        assert_eq!(
-            arm_time(datetime!(2026-11-29 15:00:00 UTC)),
-            "11/29/2026 3:00:00 PM"
-        );
-        assert_eq!(
-            arm_time(datetime!(2026-11-29 00:30:00 UTC)),
-            "11/29/2026 12:30:00 AM"
-        );
+        assert_eq!(arm_time(datetime!(2026-11-29 03:04:05 UTC)), "11/29/2026 3:04:05 AM");
+        assert_eq!(arm_time(datetime!(2026-11-29 15:00:00 UTC)), "11/29/2026 3:00:00 PM");
+        assert_eq!(arm_time(datetime!(2026-11-29 00:30:00 UTC)), "11/29/2026 12:30:00 AM");
     }
 }

@@ -5,8 +5,10 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -28,18 +30,8 @@ pub struct AadError {
 }
 
 impl AadError {
-    fn new(
-        status: StatusCode,
-        error: &'static str,
-        code: u32,
-        description: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            error,
-            code,
-            description: description.into(),
-        }
+    fn new(status: StatusCode, error: &'static str, code: u32, description: impl Into<String>) -> Self {
+        Self { status, error, code, description: description.into() }
     }
 }
 
@@ -68,12 +60,7 @@ impl IntoResponse for AadError {
 /// Resolves a tenant given by id or by domain name.
 fn find_tenant(state: &AppState, tenant: &str) -> Result<Tenant, AadError> {
     let tenants = state.db.scan::<Tenant>("tenant/").map_err(|e| {
-        AadError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "temporarily_unavailable",
-            90033,
-            e.to_string(),
-        )
+        AadError::new(StatusCode::INTERNAL_SERVER_ERROR, "temporarily_unavailable", 90033, e.to_string())
     })?;
     tenants
         .into_iter()
@@ -95,11 +82,7 @@ fn discovery(state: &AppState, tenant: &str, v2: bool) -> Result<Value, AadError
     let tenant = find_tenant(state, tenant)?;
     let base = &state.settings.https_url;
     let tid = &tenant.tenant_id;
-    let (suffix, keys) = if v2 {
-        ("/v2.0", "discovery/v2.0/keys")
-    } else {
-        ("", "discovery/keys")
-    };
+    let (suffix, keys) = if v2 { ("/v2.0", "discovery/v2.0/keys") } else { ("", "discovery/keys") };
     let oauth = if v2 { "oauth2/v2.0" } else { "oauth2" };
     Ok(json!({
         "token_endpoint": format!("{base}/{tid}/{oauth}/token"),
@@ -127,18 +110,12 @@ fn discovery(state: &AppState, tenant: &str, v2: bool) -> Result<Value, AadError
 }
 
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration`: what MSAL reads before a login.
-pub async fn openid_configuration_v2(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-) -> Response {
+pub async fn openid_configuration_v2(State(state): State<AppState>, Path(tenant): Path<String>) -> Response {
     discovery(&state, &tenant, true).map(Json).into_response()
 }
 
 /// `GET /{tenant}/.well-known/openid-configuration` (the v1 authority).
-pub async fn openid_configuration_v1(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-) -> Response {
+pub async fn openid_configuration_v1(State(state): State<AppState>, Path(tenant): Path<String>) -> Response {
     discovery(&state, &tenant, false).map(Json).into_response()
 }
 
@@ -156,36 +133,45 @@ struct TokenRequest {
     resource: String,
 }
 
-fn parse_form(body: &[u8], v2: bool) -> Result<TokenRequest, AadError> {
+/// `client_secret_basic`: `Authorization: Basic base64(urlencode(id):urlencode(secret))`.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape =
+        |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    Some((unescape(id), unescape(secret)))
+}
+
+fn parse_form(body: &[u8], headers: &HeaderMap, v2: bool) -> Result<TokenRequest, AadError> {
     let mut fields = std::collections::HashMap::new();
     for (k, v) in form_urlencoded::parse(body) {
-        fields
-            .entry(k.into_owned())
-            .or_insert_with(|| v.into_owned());
+        fields.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    if let Some((id, secret)) = basic_credentials(headers) {
+        fields.entry("client_id".to_owned()).or_insert(id);
+        fields.entry("client_secret".to_owned()).or_insert(secret);
     }
     let required = |name: &str| {
-        fields
-            .get(name)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .ok_or_else(|| {
-                AadError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    900144,
-                    format!("The request body must contain the following parameter: '{name}'."),
-                )
-            })
+        fields.get(name).filter(|v| !v.is_empty()).cloned().ok_or_else(|| {
+            AadError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                900144,
+                format!("The request body must contain the following parameter: '{name}'."),
+            )
+        })
     };
     let grant_type = required("grant_type")?;
     let client_id = required("client_id")?;
     let client_secret = fields.get("client_secret").cloned().unwrap_or_default();
     let resource = if v2 {
         let scope = required("scope")?;
-        let resource = scope
-            .split_whitespace()
-            .find_map(|s| s.strip_suffix("/.default"))
-            .map(str::to_owned);
+        let resource = scope.split_whitespace().find_map(|s| s.strip_suffix("/.default")).map(str::to_owned);
         resource.ok_or_else(|| {
             AadError::new(
                 StatusCode::BAD_REQUEST,
@@ -199,18 +185,19 @@ fn parse_form(body: &[u8], v2: bool) -> Result<TokenRequest, AadError> {
     } else {
         required("resource")?
     };
-    Ok(TokenRequest {
-        grant_type,
-        client_id,
-        client_secret,
-        resource,
-    })
+    Ok(TokenRequest { grant_type, client_id, client_secret, resource })
 }
 
 /// Mints an access token for `principal` (an application or a managed identity) to call
 /// `resource`. Lifetimes are wall time (clients cache tokens by their own clock).
 /// `credential` is the thumbprint of the managed-identity credential that backs the token.
-pub fn mint(state: &AppState, tenant_id: &str, principal: &ServicePrincipal, resource: &str, credential: Option<String>) -> (String, Claims) {
+pub fn mint(
+    state: &AppState,
+    tenant_id: &str,
+    principal: &ServicePrincipal,
+    resource: &str,
+    credential: Option<String>,
+) -> (String, Claims) {
     let now = Clock::wall_now().unix_timestamp();
     let claims = Claims {
         aud: resource.to_owned(),
@@ -233,27 +220,19 @@ pub fn mint(state: &AppState, tenant_id: &str, principal: &ServicePrincipal, res
     (jwt::sign(&claims, &state.key), claims)
 }
 
-async fn issue(state: &AppState, tenant: &str, body: &[u8], v2: bool) -> Result<Value, AadError> {
+async fn issue(state: &AppState, tenant: &str, headers: &HeaderMap, body: &[u8], v2: bool) -> Result<Value, AadError> {
     let tenant = find_tenant(state, tenant)?;
-    let request = parse_form(body, v2)?;
+    let request = parse_form(body, headers, v2)?;
     if request.grant_type != "client_credentials" {
         return Err(AadError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             70003,
-            format!(
-                "The app requested an unsupported grant type '{}'.",
-                request.grant_type
-            ),
+            format!("The app requested an unsupported grant type '{}'.", request.grant_type),
         ));
     }
     let internal = |e: crate::store::StoreError| {
-        AadError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "temporarily_unavailable",
-            90033,
-            e.to_string(),
-        )
+        AadError::new(StatusCode::INTERNAL_SERVER_ERROR, "temporarily_unavailable", 90033, e.to_string())
     };
     let principal = ServicePrincipal::find_by_app_id(&state.db, &request.client_id)
         .map_err(internal)?
@@ -278,7 +257,8 @@ async fn issue(state: &AppState, tenant: &str, body: &[u8], v2: bool) -> Result<
         ));
     }
     let application = Application::find_by_app_id(&state.db, &principal.app_id).map_err(internal)?;
-    let credentials = principal.password_credentials.iter().chain(application.iter().flat_map(|a| a.password_credentials.iter()));
+    let credentials =
+        principal.password_credentials.iter().chain(application.iter().flat_map(|a| a.password_credentials.iter()));
     match check_secret(credentials, &request.client_secret, state.clock.now()) {
         SecretCheck::Valid => {}
         SecretCheck::Wrong => {
@@ -324,22 +304,18 @@ async fn issue(state: &AppState, tenant: &str, body: &[u8], v2: bool) -> Result<
 pub async fn token_v2(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    issue(&state, &tenant, &body, true)
-        .await
-        .map(Json)
-        .into_response()
+    issue(&state, &tenant, &headers, &body, true).await.map(Json).into_response()
 }
 
 /// `POST /{tenant}/oauth2/token`: the v1 endpoint (`resource=<aud>`).
 pub async fn token_v1(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    issue(&state, &tenant, &body, false)
-        .await
-        .map(Json)
-        .into_response()
+    issue(&state, &tenant, &headers, &body, false).await.map(Json).into_response()
 }

@@ -68,18 +68,14 @@ pub fn sign(claims: &Claims, key: &SigningKey) -> String {
     );
     let signer = RsaSigner::<Sha256>::new(key.private.clone());
     let signature = signer.sign(signing_input.as_bytes());
-    format!(
-        "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(signature.to_bytes())
-    )
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
 }
 
 /// Verifies signature and lifetime (`now` in unix seconds, with 5 minutes of leeway as Entra
 /// allows). Audience and tenant are the caller's business.
 pub fn verify(token: &str, key: &SigningKey, now: i64) -> Result<Claims, TokenError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TokenError::Malformed);
     };
@@ -92,11 +88,8 @@ pub fn verify(token: &str, key: &SigningKey, now: i64) -> Result<Claims, TokenEr
     if alg != "RS256" {
         return Err(TokenError::UnsupportedAlgorithm(alg.to_owned()));
     }
-    let signature_bytes = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| TokenError::Malformed)?;
-    let signature =
-        Signature::try_from(signature_bytes.as_slice()).map_err(|_| TokenError::BadSignature)?;
+    let signature_bytes = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
+    let signature = Signature::try_from(signature_bytes.as_slice()).map_err(|_| TokenError::BadSignature)?;
     let signing_input = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
     VerifyingKey::<Sha256>::new(key.public.clone())
         .verify(signing_input.as_bytes(), &signature)
@@ -127,44 +120,18 @@ mod tests {
 
     #[test]
     fn round_trip_and_refusals() {
-        let claims = Claims {
-            aud: "a".into(),
-            tid: "t".into(),
-            iat: 1000,
-            nbf: 1000,
-            exp: 5000,
-            ..Default::default()
-        };
+        let claims = Claims { aud: "a".into(), tid: "t".into(), iat: 1000, nbf: 1000, exp: 5000, ..Default::default() };
         let token = sign(&claims, key());
         assert_eq!(verify(&token, key(), 2000).unwrap(), claims);
-        assert_eq!(
-            verify(&token, key(), 9000),
-            Err(TokenError::Expired { exp: 5000 })
-        );
-        assert_eq!(
-            verify(&token, key(), 0),
-            Err(TokenError::NotYetValid { nbf: 1000 })
-        );
+        assert_eq!(verify(&token, key(), 9000), Err(TokenError::Expired { exp: 5000 }));
+        assert_eq!(verify(&token, key(), 0), Err(TokenError::NotYetValid { nbf: 1000 }));
         let mut tampered = token.clone();
         tampered.replace_range(token.len() - 4.., "AAAA");
-        assert_eq!(
-            verify(&tampered, key(), 2000),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verify(&tampered, key(), 2000), Err(TokenError::BadSignature));
         assert_eq!(verify("abc", key(), 2000), Err(TokenError::Malformed));
-        let none = format!(
-            "{}.{}.",
-            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
-            token.split('.').nth(1).unwrap()
-        );
-        assert_eq!(
-            verify(&none, key(), 2000),
-            Err(TokenError::UnsupportedAlgorithm("none".into()))
-        );
+        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), token.split('.').nth(1).unwrap());
+        assert_eq!(verify(&none, key(), 2000), Err(TokenError::UnsupportedAlgorithm("none".into())));
         let other = SigningKey::generate().unwrap();
-        assert_eq!(
-            verify(&sign(&claims, &other), key(), 2000),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verify(&sign(&claims, &other), key(), 2000), Err(TokenError::BadSignature));
     }
 }

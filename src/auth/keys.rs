@@ -19,9 +19,7 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -30,38 +28,29 @@ impl SigningKey {
         let public = RsaPublicKey::from(&private);
         let digest = Sha256::digest(public.n().to_bytes_be());
         let kid = URL_SAFE_NO_PAD.encode(&digest[..20]);
-        Self {
-            kid,
-            private,
-            public,
-        }
+        Self { kid, private, public }
     }
 
     /// A fresh 2048-bit key.
     pub fn generate() -> Result<Self, String> {
-        let private = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
-            .map_err(|e| format!("key generation failed: {e}"))?;
+        let private =
+            RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(|e| format!("key generation failed: {e}"))?;
         Ok(Self::from_private(private))
     }
 
     /// Loads `path`, or generates and saves a key there on first start.
     pub fn load_or_create(path: &Path) -> Result<Self, String> {
         if let Ok(pem) = std::fs::read_to_string(path) {
-            let private = RsaPrivateKey::from_pkcs8_pem(&pem)
-                .map_err(|e| format!("{} is not a key: {e}", path.display()))?;
+            let private =
+                RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| format!("{} is not a key: {e}", path.display()))?;
             return Ok(Self::from_private(private));
         }
         let key = Self::generate()?;
-        let pem = key
-            .private
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| format!("cannot encode key: {e}"))?;
+        let pem = key.private.to_pkcs8_pem(LineEnding::LF).map_err(|e| format!("cannot encode key: {e}"))?;
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        std::fs::write(path, pem.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(path, pem.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

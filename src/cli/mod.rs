@@ -15,13 +15,9 @@ pub fn shell_quote(value: &str) -> String {
 
 async fn get_json(url: &str) -> Result<Value, String> {
     let (status, body) = http::request("GET", url, None).await?;
-    let value: Value =
-        serde_json::from_str(&body).map_err(|_| format!("{url} answered {status}: {body}"))?;
+    let value: Value = serde_json::from_str(&body).map_err(|_| format!("{url} answered {status}: {body}"))?;
     if status >= 400 {
-        return Err(format!(
-            "{url} answered {status}: {}",
-            value["error"]["message"].as_str().unwrap_or(&body)
-        ));
+        return Err(format!("{url} answered {status}: {}", value["error"]["message"].as_str().unwrap_or(&body)));
     }
     Ok(value)
 }
@@ -42,25 +38,16 @@ pub async fn env(url: &str, dir: Option<&Path>) -> Result<String, String> {
     let https_url = field("httpsUrl");
     let dir = match dir {
         Some(d) => d.to_path_buf(),
-        None => home_dir().join(
-            https_url
-                .trim_start_matches("https://")
-                .replace([':', '[', ']'], "-"),
-        ),
+        None => home_dir().join(https_url.trim_start_matches("https://").replace([':', '[', ']'], "-")),
     };
     let config_dir = dir.join("azure");
-    std::fs::create_dir_all(&config_dir)
-        .map_err(|e| format!("cannot create {}: {e}", config_dir.display()))?;
+    std::fs::create_dir_all(&config_dir).map_err(|e| format!("cannot create {}: {e}", config_dir.display()))?;
     let config_dir = config_dir.canonicalize().unwrap_or(config_dir);
     let ca_path = config_dir.parent().unwrap_or(&config_dir).join("ca.pem");
-    std::fs::write(&ca_path, field("caCertificate"))
-        .map_err(|e| format!("cannot write {}: {e}", ca_path.display()))?;
+    std::fs::write(&ca_path, field("caCertificate")).map_err(|e| format!("cannot write {}: {e}", ca_path.display()))?;
     let exports = [
         ("AZURE_CONFIG_DIR", config_dir.display().to_string()),
-        (
-            "ARM_CLOUD_METADATA_URL",
-            format!("{url}/metadata/endpoints?api-version=2019-05-01"),
-        ),
+        ("ARM_CLOUD_METADATA_URL", format!("{url}/metadata/endpoints?api-version=2019-05-01")),
         ("REQUESTS_CA_BUNDLE", ca_path.display().to_string()),
         ("AZURE_CORE_INSTANCE_DISCOVERY", "false".into()),
         ("AZURE_CORE_COLLECT_TELEMETRY", "false".into()),
@@ -93,26 +80,17 @@ pub async fn clock(url: &str, action: &str, arg: Option<&str>) -> Result<String,
         ("advance", None) => return Err("armlet clock advance needs a duration, e.g. 46d".into()),
         ("set", None) => return Err("armlet clock set needs an RFC 3339 time".into()),
         (other, _) => {
-            return Err(format!(
-                "unknown clock action '{other}' (show, advance, set, freeze, resume)"
-            ));
+            return Err(format!("unknown clock action '{other}' (show, advance, set, freeze, resume)"));
         }
     };
     let body = body.map(|b| b.to_string());
     let (status, text) = http::request(method, &format!("{url}{path}"), body.as_deref()).await?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|_| format!("armlet answered {status}: {text}"))?;
+    let value: Value = serde_json::from_str(&text).map_err(|_| format!("armlet answered {status}: {text}"))?;
     if status >= 400 {
-        return Err(value["error"]["message"]
-            .as_str()
-            .unwrap_or(&text)
-            .to_owned());
+        return Err(value["error"]["message"].as_str().unwrap_or(&text).to_owned());
     }
-    let mut out = format!(
-        "{} ({})\n",
-        value["now"].as_str().unwrap_or_default(),
-        value["mode"].as_str().unwrap_or_default()
-    );
+    let mut out =
+        format!("{} ({})\n", value["now"].as_str().unwrap_or_default(), value["mode"].as_str().unwrap_or_default());
     for fired in value["fired"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "  fired {} {}\n",
@@ -123,6 +101,17 @@ pub async fn clock(url: &str, action: &str, arg: Option<&str>) -> Result<String,
     Ok(out)
 }
 
+/// `armlet explain`: the control API's RBAC explanation, pretty-printed.
+pub async fn explain(url: &str, principal: &str, action: &str, scope: &str) -> Result<String, String> {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("principal", principal)
+        .append_pair("action", action)
+        .append_pair("scope", scope)
+        .finish();
+    let value = get_json(&format!("{}/_armlet/explain?{query}", url.trim_end_matches('/'))).await?;
+    serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
+}
+
 /// `armlet health [--wait]`: whether armlet is ready; with `wait`, polls until it is.
 pub async fn health(url: &str, wait: Option<Duration>) -> Result<String, String> {
     let url = format!("{}/_armlet/health", url.trim_end_matches('/'));
@@ -131,9 +120,7 @@ pub async fn health(url: &str, wait: Option<Duration>) -> Result<String, String>
         match get_json(&url).await {
             Ok(v) if v["status"] == "ready" => return Ok(v.to_string()),
             result => match deadline {
-                Some(d) if tokio::time::Instant::now() < d => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
+                Some(d) if tokio::time::Instant::now() < d => tokio::time::sleep(Duration::from_millis(100)).await,
                 _ => return Err(result.err().unwrap_or_else(|| "armlet is not ready".into())),
             },
         }

@@ -1,6 +1,7 @@
 //! Resource providers: one module per namespace, one file per resource type, handlers named
 //! after the swagger operationIds.
 
+pub mod authorization;
 pub mod managed_identity;
 pub mod resources;
 
@@ -24,10 +25,7 @@ pub async fn settle_operations(state: &AppState) -> Result<Vec<Operation>, Store
                     format!("No completion for operation kind '{other}'."),
                 );
                 let now = state.clock.now();
-                state
-                    .db
-                    .transact(|tx| op.finish(tx, Err(error), now))
-                    .await?
+                state.db.transact(|tx| op.finish(tx, Err(error), now)).await?
             }
         };
         settled.push(done);

@@ -6,40 +6,16 @@ use std::sync::Arc;
 fn suite(store: &dyn Store) {
     assert_eq!(store.get("a").unwrap(), None);
     store
-        .apply(&Batch {
-            ops: vec![
-                Op::Put("res/a".into(), b"1".to_vec()),
-                Op::Put("res/a/b".into(), b"2".to_vec()),
-            ],
-        })
+        .apply(&Batch { ops: vec![Op::Put("res/a".into(), b"1".to_vec()), Op::Put("res/a/b".into(), b"2".to_vec())] })
         .unwrap();
     store
-        .apply(&Batch {
-            ops: vec![
-                Op::Put("res/ab".into(), b"3".to_vec()),
-                Op::Put("x".into(), b"4".to_vec()),
-            ],
-        })
+        .apply(&Batch { ops: vec![Op::Put("res/ab".into(), b"3".to_vec()), Op::Put("x".into(), b"4".to_vec())] })
         .unwrap();
     assert_eq!(store.get("res/a").unwrap(), Some(b"1".to_vec()));
-    let keys: Vec<String> = store
-        .scan_prefix("res/a/")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let keys: Vec<String> = store.scan_prefix("res/a/").unwrap().into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, vec!["res/a/b"]);
-    let keys: Vec<String> = store
-        .scan_prefix("res/")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(
-        keys,
-        vec!["res/a", "res/a/b", "res/ab"],
-        "scan is in key order"
-    );
+    let keys: Vec<String> = store.scan_prefix("res/").unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec!["res/a", "res/a/b", "res/ab"], "scan is in key order");
     // Later ops in one batch win; deletes of absent keys are fine.
     store
         .apply(&Batch {
@@ -120,9 +96,5 @@ async fn db_on_memory_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_on_sled_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    db_suite(Db::new(
-        Arc::new(SledStore::open(dir.path()).unwrap()),
-        true,
-    ))
-    .await;
+    db_suite(Db::new(Arc::new(SledStore::open(dir.path()).unwrap()), true)).await;
 }

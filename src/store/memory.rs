@@ -12,19 +12,11 @@ pub struct MemStore {
 
 impl Store for MemStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .map
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            .cloned())
+        Ok(self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned())
     }
 
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let map = self
-            .map
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(map
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
@@ -33,10 +25,7 @@ impl Store for MemStore {
     }
 
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
-        let mut map = self
-            .map
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for op in &batch.ops {
             match op {
                 Op::Put(k, v) => {

@@ -77,9 +77,7 @@ impl Tx<'_> {
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        self.get_raw(key)?
-            .map(|bytes| decode(key, &bytes))
-            .transpose()
+        self.get_raw(key)?.map(|bytes| decode(key, &bytes)).transpose()
     }
 
     /// Keys under `prefix` as stored before this transaction (its own writes are not merged).
@@ -87,16 +85,10 @@ impl Tx<'_> {
         scan_decoded(self.store, prefix)
     }
 
-    pub fn put<T: Serialize>(
-        &mut self,
-        key: impl Into<String>,
-        value: &T,
-    ) -> Result<(), StoreError> {
+    pub fn put<T: Serialize>(&mut self, key: impl Into<String>, value: &T) -> Result<(), StoreError> {
         let key = key.into();
-        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
-            key: key.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes =
+            serde_json::to_vec(value).map_err(|e| StoreError::Corrupt { key: key.clone(), reason: e.to_string() })?;
         self.batch.ops.push(Op::Put(key, bytes));
         Ok(())
     }
@@ -107,21 +99,11 @@ impl Tx<'_> {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_owned(), reason: e.to_string() })
 }
 
-fn scan_decoded<T: DeserializeOwned>(
-    store: &dyn Store,
-    prefix: &str,
-) -> Result<Vec<(String, T)>, StoreError> {
-    store
-        .scan_prefix(prefix)?
-        .into_iter()
-        .map(|(k, v)| decode(&k, &v).map(|t| (k, t)))
-        .collect()
+fn scan_decoded<T: DeserializeOwned>(store: &dyn Store, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
+    store.scan_prefix(prefix)?.into_iter().map(|(k, v)| decode(&k, &v).map(|t| (k, t))).collect()
 }
 
 /// The database armlet runs on: JSON values over a [`Store`], serialisable read-modify-write
@@ -154,10 +136,7 @@ impl Db {
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        self.store
-            .get(key)?
-            .map(|bytes| decode(key, &bytes))
-            .transpose()
+        self.store.get(key)?.map(|bytes| decode(key, &bytes)).transpose()
     }
 
     pub fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
@@ -171,14 +150,8 @@ impl Db {
         E: From<StoreError>,
     {
         let (result, wrote) = {
-            let _guard = self
-                .write_lock
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut tx = Tx {
-                store: self.store.as_ref(),
-                batch: Batch::default(),
-            };
+            let _guard = self.write_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut tx = Tx { store: self.store.as_ref(), batch: Batch::default() };
             let result = f(&mut tx)?;
             let wrote = !tx.batch.ops.is_empty();
             if wrote {

@@ -30,10 +30,8 @@ impl Store for SledStore {
             .scan_prefix(prefix.as_bytes())
             .map(|item| {
                 let (k, v) = item.map_err(io)?;
-                let key = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt {
-                    key: format!("{k:?}"),
-                    reason: "key is not UTF-8".into(),
-                })?;
+                let key = String::from_utf8(k.to_vec())
+                    .map_err(|_| StoreError::Corrupt { key: format!("{k:?}"), reason: "key is not UTF-8".into() })?;
                 Ok((key, v.to_vec()))
             })
             .collect()

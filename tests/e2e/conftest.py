@@ -13,6 +13,7 @@ armlet binary ($ARMLET_BIN, default target/debug/armlet):
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -22,9 +23,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Iterator
 
 import pytest
 
@@ -127,24 +129,14 @@ def _pump(stream, name: str, sink: List[str], lock: threading.Lock, lines_q) -> 
     stream.close()
 
 
-@pytest.fixture(scope="session")
-def armlet():
-    global _CURRENT_ARMLET
+@contextlib.contextmanager
+def running_armlet(*extra_args: str) -> Iterator[Armlet]:
+    """`armlet serve --in-memory` on ephemeral ports, ready once it prints its ready line,
+    stopped by SIGTERM to its own PID and required to exit 0 (graceful shutdown). Tests
+    whose scenario moves the clock run their own server through this."""
     binary = armlet_bin()
     env = clean_environ()
-    # Request-level logs help when an e2e test fails; armlet may ignore this.
-    env.setdefault("RUST_LOG", "info,tower_http=debug")
-    cmd = [
-        str(binary),
-        "serve",
-        "--in-memory",
-        "--bind",
-        "127.0.0.1",
-        "--https-port",
-        "0",
-        "--http-port",
-        "0",
-    ]
+    cmd = [str(binary), "serve", "--in-memory", "--bind", "127.0.0.1", "--https-port", "0", "--http-port", "0", *extra_args]
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -156,12 +148,8 @@ def armlet():
     log: List[str] = []
     lock = threading.Lock()
     stdout_lines: collections.deque = collections.deque()
-    t_out = threading.Thread(
-        target=_pump, args=(proc.stdout, "stdout", log, lock, stdout_lines), daemon=True
-    )
-    t_err = threading.Thread(
-        target=_pump, args=(proc.stderr, "stderr", log, lock, None), daemon=True
-    )
+    t_out = threading.Thread(target=_pump, args=(proc.stdout, "stdout", log, lock, stdout_lines), daemon=True)
+    t_err = threading.Thread(target=_pump, args=(proc.stderr, "stderr", log, lock, None), daemon=True)
     t_out.start()
     t_err.start()
 
@@ -172,12 +160,8 @@ def armlet():
     match = None
     deadline = time.monotonic() + READY_TIMEOUT_S
     while match is None:
-        while stdout_lines:
-            line = stdout_lines.popleft()
-            m = READY_RE.match(line)
-            if m:
-                match = m
-                break
+        while stdout_lines and match is None:
+            match = READY_RE.match(stdout_lines.popleft())
         if match is not None:
             break
         if proc.poll() is not None:
@@ -210,11 +194,9 @@ def armlet():
         log=log,
         log_lock=lock,
     )
-    _CURRENT_ARMLET = server
     try:
         yield server
     finally:
-        _CURRENT_ARMLET = None
         exited_by_itself = proc.poll() is not None
         if not exited_by_itself:
             proc.send_signal(signal.SIGTERM)  # to this child's own PID only
@@ -227,18 +209,54 @@ def armlet():
             killed = True
         t_out.join(timeout=5)
         t_err.join(timeout=5)
-        assert not exited_by_itself, (
-            f"armlet exited on its own during the session (code {code}).\n"
-            f"output:\n{captured()}"
-        )
-        assert not killed, (
-            f"armlet did not exit within {SHUTDOWN_TIMEOUT_S:.0f}s of SIGTERM; killed it.\n"
-            f"output:\n{captured()}"
-        )
-        assert code == 0, (
-            f"armlet exited with code {code} after SIGTERM (expected 0: graceful shutdown).\n"
-            f"output:\n{captured()}"
-        )
+        assert not exited_by_itself, f"armlet exited on its own (code {code}).\noutput:\n{captured()}"
+        assert not killed, f"armlet did not exit within {SHUTDOWN_TIMEOUT_S:.0f}s of SIGTERM; killed it.\noutput:\n{captured()}"
+        assert code == 0, f"armlet exited with code {code} after SIGTERM (expected 0: graceful shutdown).\noutput:\n{captured()}"
+
+
+def _control_url(target: Any) -> str:
+    return target.http_url if isinstance(target, Armlet) else target["ARMLET_URL"]
+
+
+def control(target: Any, path: str, body: Optional[dict] = None) -> dict:
+    """POSTs to armlet's control API (`/_armlet/...`) of a server or an `armlet env` dict."""
+    request = urllib.request.Request(
+        f"{_control_url(target)}{path}",
+        data=json.dumps(body or {}).encode(),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def advance_clock(target: Any, by: str) -> dict:
+    """Moves the simulated clock forward (past a propagation delay, a rotation, an expiry)."""
+    return control(target, "/_armlet/clock/advance", {"by": by})
+
+
+def freeze_clock(target: Any) -> dict:
+    return control(target, "/_armlet/clock/freeze")
+
+
+def env_for(server: Armlet, directory: Path) -> Dict[str, str]:
+    """os.environ (cleaned) + `armlet env` for a fresh config dir, like the az_env fixture."""
+    directory.mkdir(parents=True, exist_ok=True)
+    env = EnvDict(clean_environ())
+    env.update(armlet_env(server, directory))
+    return env
+
+
+@pytest.fixture(scope="session")
+def armlet():
+    """The armlet the whole session shares."""
+    global _CURRENT_ARMLET
+    with running_armlet() as server:
+        _CURRENT_ARMLET = server
+        try:
+            yield server
+        finally:
+            _CURRENT_ARMLET = None
 
 
 # Attach armlet's output from the duration of a failing test to its report.

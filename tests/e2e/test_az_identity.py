@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
-import urllib.request
 import uuid
 
 from conftest import az

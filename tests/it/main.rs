@@ -1,1 +1,10 @@
+//! armlet's integration tests, one binary laid out like the source tree.
 
+mod common;
+
+mod admin;
+mod arm_core;
+mod auth;
+mod authorization;
+mod durability;
+mod resources;

@@ -60,10 +60,9 @@ fn credential_id(req: &ArmRequest) -> String {
 }
 
 fn require_parent(state: &AppState, req: &ArmRequest) -> ArmResult<Value> {
-    state
-        .db
-        .get(&storage_key(&parent(req)))?
-        .ok_or_else(|| ArmError::resource_not_found(IDENTITY_TYPE, req.param("resourceName"), req.param("resourceGroupName")))
+    state.db.get(&storage_key(&parent(req)))?.ok_or_else(|| {
+        ArmError::resource_not_found(IDENTITY_TYPE, req.param("resourceName"), req.param("resourceGroupName"))
+    })
 }
 
 fn missing(property: &str) -> ArmError {
@@ -128,10 +127,13 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
 pub async fn get(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     require_parent(&state, &req)?;
     let name = req.param("federatedIdentityCredentialResourceName");
-    let credential: Value = state
-        .db
-        .get(&storage_key(&credential_id(&req)))?
-        .ok_or_else(|| ArmError::resource_not_found(TYPE, &format!("{}/{name}", req.param("resourceName")), req.param("resourceGroupName")))?;
+    let credential: Value = state.db.get(&storage_key(&credential_id(&req)))?.ok_or_else(|| {
+        ArmError::resource_not_found(
+            TYPE,
+            &format!("{}/{name}", req.param("resourceName")),
+            req.param("resourceGroupName"),
+        )
+    })?;
     crate::arm::json(StatusCode::OK, credential)
 }
 

@@ -15,7 +15,13 @@ use crate::directory::ServicePrincipal;
 
 /// The directory object behind a managed identity: fresh principal and client ids (never
 /// reused), `alternativeNames` naming the resource as Graph does.
-pub fn new_principal(resource_id: &str, display_name: &str, tenant_id: &str, explicit: bool, now: OffsetDateTime) -> ServicePrincipal {
+pub fn new_principal(
+    resource_id: &str,
+    display_name: &str,
+    tenant_id: &str,
+    explicit: bool,
+    now: OffsetDateTime,
+) -> ServicePrincipal {
     let app_id = Uuid::new_v4().to_string();
     ServicePrincipal {
         id: Uuid::new_v4().to_string(),
@@ -24,7 +30,10 @@ pub fn new_principal(resource_id: &str, display_name: &str, tenant_id: &str, exp
         tenant_id: tenant_id.to_owned(),
         service_principal_type: "ManagedIdentity".into(),
         service_principal_names: vec![app_id, format!("https://identity.azure.net/{}", Uuid::new_v4().simple())],
-        alternative_names: vec![format!("isExplicit={}", if explicit { "True" } else { "False" }), resource_id.to_owned()],
+        alternative_names: vec![
+            format!("isExplicit={}", if explicit { "True" } else { "False" }),
+            resource_id.to_owned(),
+        ],
         password_credentials: Vec::new(),
         created_date_time: now,
     }

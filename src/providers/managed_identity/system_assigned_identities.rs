@@ -16,7 +16,13 @@ use crate::state::AppState;
 use crate::store::{StoreError, Tx};
 
 /// Gives `resource_id` a system-assigned identity (or returns the one it has).
-pub fn assign(tx: &mut Tx<'_>, resource_id: &str, name: &str, tenant_id: &str, now: OffsetDateTime) -> Result<ServicePrincipal, StoreError> {
+pub fn assign(
+    tx: &mut Tx<'_>,
+    resource_id: &str,
+    name: &str,
+    tenant_id: &str,
+    now: OffsetDateTime,
+) -> Result<ServicePrincipal, StoreError> {
     if let Some(existing) = ServicePrincipal::find_by_resource_id_in(tx, resource_id)? {
         return Ok(existing);
     }
@@ -38,7 +44,9 @@ pub async fn get_by_scope(state: AppState, req: ArmRequest) -> ArmResult<Respons
     let scope = req.param("scope").to_owned();
     let principal = ServicePrincipal::find_by_resource_id(&state.db, &scope)?
         .filter(|p| p.alternative_names.iter().any(|n| n == "isExplicit=False"))
-        .ok_or_else(|| arm_error!(ResourceNotFound, "The resource '{scope}' does not have a system-assigned managed identity."))?;
+        .ok_or_else(|| {
+            arm_error!(ResourceNotFound, "The resource '{scope}' does not have a system-assigned managed identity.")
+        })?;
     let resource: Option<Value> = state.db.get(&storage_key(&scope))?;
     let stored_scope = principal.managed_identity_resource_id().unwrap_or(&scope).to_owned();
     let location = resource.as_ref().and_then(|r| r["location"].as_str()).unwrap_or_default();

@@ -15,6 +15,7 @@ use crate::arm::resource_id::{storage_key, storage_prefix_under};
 use crate::arm::{ArmError, ArmRequest, ArmResult};
 use crate::clock::rfc3339;
 use crate::directory::ServicePrincipal;
+use crate::providers::authorization::role_assignments;
 use crate::providers::resources::subscriptions::Subscription;
 use crate::state::AppState;
 use crate::{arm_error, fixtures};
@@ -68,7 +69,8 @@ fn render(state: &AppState, req: &ArmRequest, stored: &Value) -> Value {
             properties.remove("assignmentRestrictions");
         }
         let field = |name: &str| properties.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let url = client_secret_url(&state.settings.https_url, &field("tenantId"), &field("principalId"), &field("clientId"));
+        let url =
+            client_secret_url(&state.settings.https_url, &field("tenantId"), &field("principalId"), &field("clientId"));
         properties.insert("clientSecretUrl".into(), json!(url));
     }
     body
@@ -107,8 +109,11 @@ fn system_data(req: &ArmRequest, created_at: &str, now: &str) -> Value {
 /// `UserAssignedIdentities_CreateOrUpdate`: 201 with fresh principal and client ids on
 /// create, 200 on update (ids, tenant and location stay).
 pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    let (subscription, group, name) =
-        (req.param("subscriptionId").to_owned(), req.param("resourceGroupName").to_owned(), req.param("resourceName").to_owned());
+    let (subscription, group, name) = (
+        req.param("subscriptionId").to_owned(),
+        req.param("resourceGroupName").to_owned(),
+        req.param("resourceName").to_owned(),
+    );
     validate_name(&name)?;
     let body: Option<IdentityBody> = req.json()?;
     let body = body.ok_or_else(|| ArmError::invalid_request_content("The request content is empty."))?;
@@ -247,6 +252,7 @@ pub async fn update(state: AppState, req: ArmRequest) -> ArmResult<Response> {
 /// and federated credentials go with it.
 pub async fn delete(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let id = identity_id(req.param("subscriptionId"), req.param("resourceGroupName"), req.param("resourceName"));
+    let now = state.clock.now();
     let existed = state
         .db
         .transact(|tx| -> ArmResult<bool> {
@@ -256,6 +262,7 @@ pub async fn delete(state: AppState, req: ArmRequest) -> ArmResult<Response> {
             let stored_id = identity["id"].as_str().unwrap_or(&id).to_owned();
             if let Some(principal) = ServicePrincipal::find_by_resource_id_in(tx, &stored_id)? {
                 principal.remove(tx);
+                role_assignments::remove_for_principal(tx, &principal.id, now)?;
             }
             for (key, _) in tx.scan::<Value>(&storage_prefix_under(&stored_id))? {
                 tx.delete(key);

@@ -18,30 +18,33 @@ fn is_top_level(suffix: &str) -> bool {
 }
 
 fn matches(resource: &Value, clauses: &[Clause]) -> bool {
-    clauses.iter().all(|clause| match clause {
-        Clause::Eq(field, want) => {
-            let field = field.to_lowercase();
-            match field.as_str() {
-                "resourcetype" => resource["type"]
-                    .as_str()
-                    .is_some_and(|t| t.eq_ignore_ascii_case(want)),
-                "name" => resource["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(want)),
-                "location" => resource["location"]
-                    .as_str()
-                    .is_some_and(|l| l.eq_ignore_ascii_case(want)),
-                "tagname" => resource["tags"]
-                    .as_object()
-                    .is_some_and(|t| t.keys().any(|k| k.eq_ignore_ascii_case(want))),
-                "tagvalue" => resource["tags"]
-                    .as_object()
-                    .is_some_and(|t| t.values().any(|v| v.as_str() == Some(want.as_str()))),
-                _ => false,
-            }
+    let eq = |name: &str| {
+        clauses.iter().find_map(|c| match c {
+            Clause::Eq(field, want) if field.eq_ignore_ascii_case(name) => Some(want.as_str()),
+            _ => None,
+        })
+    };
+    let field_is = |field: &str, want: Option<&str>| {
+        want.is_none_or(|want| resource[field].as_str().is_some_and(|v| v.eq_ignore_ascii_case(want)))
+    };
+    // `tagValue` is the value of the tag `tagName` names, as ARM pairs them.
+    let tags_ok = match (eq("tagName"), eq("tagValue")) {
+        (None, None) => true,
+        (Some(name), value) => resource["tags"].as_object().is_some_and(|tags| {
+            tags.iter().any(|(k, v)| k.eq_ignore_ascii_case(name) && value.is_none_or(|want| v.as_str() == Some(want)))
+        }),
+        (None, Some(value)) => {
+            resource["tags"].as_object().is_some_and(|tags| tags.values().any(|v| v.as_str() == Some(value)))
         }
-        Clause::Call(..) => false,
-    })
+    };
+    let known = ["resourceType", "name", "location", "tagName", "tagValue"];
+    let all_known =
+        clauses.iter().all(|c| matches!(c, Clause::Eq(f, _) if known.iter().any(|k| k.eq_ignore_ascii_case(f))));
+    all_known
+        && tags_ok
+        && field_is("type", eq("resourceType"))
+        && field_is("name", eq("name"))
+        && field_is("location", eq("location"))
 }
 
 fn expanded(resource: &Value) -> Value {
@@ -59,11 +62,7 @@ fn expanded(resource: &Value) -> Value {
     item
 }
 
-async fn list_under(
-    state: &AppState,
-    req: &ArmRequest,
-    group: Option<&str>,
-) -> ArmResult<Response> {
+async fn list_under(state: &AppState, req: &ArmRequest, group: Option<&str>) -> ArmResult<Response> {
     let clauses = match req.query("$filter") {
         Some(f) => odata::parse(f)?,
         None => Vec::new(),
@@ -75,10 +74,7 @@ async fn list_under(
             req.query("$filter").unwrap_or_default()
         ));
     }
-    let base = format!(
-        "res/subscriptions/{}/resourcegroups/",
-        req.param("subscriptionId").to_lowercase()
-    );
+    let base = format!("res/subscriptions/{}/resourcegroups/", req.param("subscriptionId").to_lowercase());
     let prefix = match group {
         Some(g) => format!("{base}{}/", g.to_lowercase()),
         None => base.clone(),

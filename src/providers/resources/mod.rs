@@ -20,17 +20,12 @@ use subscriptions::Subscription;
 pub fn require_scope(state: &AppState, req: &ArmRequest, group_is_target: bool) -> ArmResult<()> {
     let (subscription, group) = if req.params.iter().any(|(n, _)| *n == "scope") {
         let parts = parse_scope(req.param("scope")).ok_or_else(|| {
-            crate::arm_error!(
-                InvalidRequestContent,
-                "The scope '{}' is invalid.",
-                req.param("scope")
-            )
+            crate::arm_error!(InvalidRequestContent, "The scope '{}' is invalid.", req.param("scope"))
         })?;
         (parts.subscription, parts.resource_group)
     } else {
         let sub = Some(req.param("subscriptionId").to_owned()).filter(|s| !s.is_empty());
-        let group = Some(req.param("resourceGroupName").to_owned())
-            .filter(|g| !g.is_empty() && !group_is_target);
+        let group = Some(req.param("resourceGroupName").to_owned()).filter(|g| !g.is_empty() && !group_is_target);
         (sub, group)
     };
     if let Some(subscription) = subscription {

@@ -16,16 +16,10 @@ pub async fn get_operation_result(state: AppState, req: ArmRequest) -> ArmResult
         .db
         .get(&lro::key(id))?
         .filter(|op: &Operation| {
-            op.result_path.to_lowercase().starts_with(&format!(
-                "/subscriptions/{}/",
-                req.param("subscriptionId").to_lowercase()
-            ))
+            op.result_path
+                .to_lowercase()
+                .starts_with(&format!("/subscriptions/{}/", req.param("subscriptionId").to_lowercase()))
         })
-        .ok_or_else(|| {
-            arm_error!(
-                OperationNotFound,
-                "The operation '{id}' could not be found."
-            )
-        })?;
+        .ok_or_else(|| arm_error!(OperationNotFound, "The operation '{id}' could not be found."))?;
     Ok(op.result_response(&req))
 }

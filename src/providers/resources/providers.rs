@@ -12,10 +12,7 @@ use crate::fixtures::{self, ProviderFixture};
 use crate::state::AppState;
 
 fn provider_json(provider: &ProviderFixture, subscription: Option<&Subscription>) -> Value {
-    let all_regions: Vec<&str> = fixtures::regions()
-        .iter()
-        .map(|r| r.display_name.as_str())
-        .collect();
+    let all_regions: Vec<&str> = fixtures::regions().iter().map(|r| r.display_name.as_str()).collect();
     let types: Vec<Value> = provider
         .resource_types
         .iter()
@@ -31,10 +28,7 @@ fn provider_json(provider: &ProviderFixture, subscription: Option<&Subscription>
     match subscription {
         Some(sub) => {
             let registered = provider.arm_owned
-                || !sub
-                    .unregistered_providers
-                    .iter()
-                    .any(|n| n.eq_ignore_ascii_case(&provider.namespace));
+                || !sub.unregistered_providers.iter().any(|n| n.eq_ignore_ascii_case(&provider.namespace));
             json!({
                 "id": format!("/subscriptions/{}/providers/{}", sub.subscription_id, provider.namespace),
                 "namespace": provider.namespace,
@@ -55,46 +49,28 @@ fn find(namespace: &str) -> ArmResult<&'static ProviderFixture> {
     fixtures::providers()
         .iter()
         .find(|p| p.namespace.eq_ignore_ascii_case(namespace))
-        .ok_or_else(|| {
-            crate::arm_error!(
-                InvalidResourceNamespace,
-                "The resource namespace '{namespace}' is invalid."
-            )
-        })
+        .ok_or_else(|| crate::arm_error!(InvalidResourceNamespace, "The resource namespace '{namespace}' is invalid."))
 }
 
 fn subscription(state: &AppState, req: &ArmRequest) -> ArmResult<Subscription> {
     let id = req.param("subscriptionId");
-    state
-        .db
-        .get::<Subscription>(&Subscription::key(id))?
-        .ok_or_else(|| ArmError::subscription_not_found(id))
+    state.db.get::<Subscription>(&Subscription::key(id))?.ok_or_else(|| ArmError::subscription_not_found(id))
 }
 
 /// `Providers_List`.
 pub async fn list(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let sub = subscription(&state, &req)?;
-    let items = fixtures::providers()
-        .iter()
-        .map(|p| provider_json(p, Some(&sub)))
-        .collect();
+    let items = fixtures::providers().iter().map(|p| provider_json(p, Some(&sub))).collect();
     crate::arm::json(StatusCode::OK, page(&req, items, "value")?)
 }
 
 /// `Providers_Get`.
 pub async fn get(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let sub = subscription(&state, &req)?;
-    crate::arm::json(
-        StatusCode::OK,
-        provider_json(find(req.param("resourceProviderNamespace"))?, Some(&sub)),
-    )
+    crate::arm::json(StatusCode::OK, provider_json(find(req.param("resourceProviderNamespace"))?, Some(&sub)))
 }
 
-async fn set_registration(
-    state: AppState,
-    req: ArmRequest,
-    registered: bool,
-) -> ArmResult<Response> {
+async fn set_registration(state: AppState, req: ArmRequest, registered: bool) -> ArmResult<Response> {
     let provider = find(req.param("resourceProviderNamespace"))?;
     let id = req.param("subscriptionId").to_owned();
     let sub = state
@@ -103,8 +79,7 @@ async fn set_registration(
             let mut sub = tx
                 .get::<Subscription>(&Subscription::key(&id))?
                 .ok_or_else(|| ArmError::subscription_not_found(&id))?;
-            sub.unregistered_providers
-                .retain(|n| !n.eq_ignore_ascii_case(&provider.namespace));
+            sub.unregistered_providers.retain(|n| !n.eq_ignore_ascii_case(&provider.namespace));
             if !registered && !provider.arm_owned {
                 sub.unregistered_providers.push(provider.namespace.clone());
             }
@@ -127,17 +102,11 @@ pub async fn unregister(state: AppState, req: ArmRequest) -> ArmResult<Response>
 
 /// `Providers_ListAtTenantScope`.
 pub async fn list_at_tenant_scope(_state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    let items = fixtures::providers()
-        .iter()
-        .map(|p| provider_json(p, None))
-        .collect();
+    let items = fixtures::providers().iter().map(|p| provider_json(p, None)).collect();
     crate::arm::json(StatusCode::OK, page(&req, items, "value")?)
 }
 
 /// `Providers_GetAtTenantScope`.
 pub async fn get_at_tenant_scope(_state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    crate::arm::json(
-        StatusCode::OK,
-        provider_json(find(req.param("resourceProviderNamespace"))?, None),
-    )
+    crate::arm::json(StatusCode::OK, provider_json(find(req.param("resourceProviderNamespace"))?, None))
 }

@@ -16,6 +16,7 @@ use crate::arm::paging::page;
 use crate::arm::resource_id::{storage_key, storage_prefix_under};
 use crate::arm::{ArmError, ArmRequest, ArmResult};
 use crate::directory::ServicePrincipal;
+use crate::providers::authorization::role_assignments;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::{arm_error, fixtures};
@@ -31,26 +32,24 @@ pub fn group_id(subscription: &str, group: &str) -> String {
 }
 
 /// The stored group, if it exists.
-pub fn load(
-    state: &AppState,
-    subscription: &str,
-    group: &str,
-) -> Result<Option<Value>, StoreError> {
+pub fn load(state: &AppState, subscription: &str, group: &str) -> Result<Option<Value>, StoreError> {
     state.db.get(&storage_key(&group_id(subscription, group)))
 }
 
 fn provisioning_state(group: &Value) -> &str {
-    group["properties"]["provisioningState"]
-        .as_str()
-        .unwrap_or("Succeeded")
+    group["properties"]["provisioningState"].as_str().unwrap_or("Succeeded")
+}
+
+fn being_deleted(name: &str) -> ArmError {
+    arm_error!(
+        ResourceGroupBeingDeleted,
+        "The resource group '{name}' is in deprovisioning state and cannot perform this operation."
+    )
 }
 
 /// ARM's name rule: 1–90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'.
 fn validate_name(name: &str) -> ArmResult<()> {
-    let invalid: String = name
-        .chars()
-        .filter(|c| !(c.is_alphanumeric() || "-_.()".contains(*c)))
-        .collect();
+    let invalid: String = name.chars().filter(|c| !(c.is_alphanumeric() || "-_.()".contains(*c))).collect();
     if !invalid.is_empty() {
         return Err(arm_error!(
             InvalidResourceGroup,
@@ -101,17 +100,11 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
     let name = req.param("resourceGroupName").to_owned();
     validate_name(&name)?;
     let body: Option<GroupBody> = req.json()?;
-    let body =
-        body.ok_or_else(|| ArmError::invalid_request_content("The request content is empty."))?;
+    let body = body.ok_or_else(|| ArmError::invalid_request_content("The request content is empty."))?;
     let location = body
         .location
         .filter(|l| !l.trim().is_empty())
-        .ok_or_else(|| {
-            arm_error!(
-                LocationRequired,
-                "The location property is required for this definition."
-            )
-        })?;
+        .ok_or_else(|| arm_error!(LocationRequired, "The location property is required for this definition."))?;
     let location = normalize_location(&location)?;
     let id = group_id(&subscription, &name);
     let (created, group) = state
@@ -120,10 +113,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
             let existing: Option<Value> = tx.get(&storage_key(&id))?;
             if let Some(existing) = &existing {
                 if provisioning_state(existing) == "Deleting" {
-                    return Err(arm_error!(
-                        ResourceGroupBeingDeleted,
-                        "The resource group '{name}' is in deprovisioning state and cannot perform this operation."
-                    ));
+                    return Err(being_deleted(&name));
                 }
                 let current = existing["location"].as_str().unwrap_or_default();
                 if current != location {
@@ -150,38 +140,21 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
             Ok((existing.is_none(), group))
         })
         .await?;
-    crate::arm::json(
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        group,
-    )
+    crate::arm::json(if created { StatusCode::CREATED } else { StatusCode::OK }, group)
 }
 
 /// `ResourceGroups_Get`.
 pub async fn get(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let name = req.param("resourceGroupName");
-    let group = load(&state, req.param("subscriptionId"), name)?
-        .ok_or_else(|| ArmError::resource_group_not_found(name))?;
+    let group =
+        load(&state, req.param("subscriptionId"), name)?.ok_or_else(|| ArmError::resource_group_not_found(name))?;
     crate::arm::json(StatusCode::OK, group)
 }
 
 /// `ResourceGroups_CheckExistence`: HEAD answers 204 or 404 with no body.
 pub async fn check_existence(state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    let exists = load(
-        &state,
-        req.param("subscriptionId"),
-        req.param("resourceGroupName"),
-    )?
-    .is_some();
-    Ok(if exists {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::NOT_FOUND
-    }
-    .into_response())
+    let exists = load(&state, req.param("subscriptionId"), req.param("resourceGroupName"))?.is_some();
+    Ok(if exists { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }.into_response())
 }
 
 #[derive(Deserialize)]
@@ -196,18 +169,17 @@ struct GroupPatch {
 /// `ResourceGroups_Update` (PATCH): replaces tags and managedBy when given.
 pub async fn update(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let patch: Option<GroupPatch> = req.json()?;
-    let patch = patch.unwrap_or(GroupPatch {
-        tags: None,
-        managed_by: None,
-    });
+    let patch = patch.unwrap_or(GroupPatch { tags: None, managed_by: None });
     let name = req.param("resourceGroupName").to_owned();
     let id = group_id(req.param("subscriptionId"), &name);
     let group = state
         .db
         .transact(|tx| -> ArmResult<Value> {
-            let mut group: Value = tx
-                .get(&storage_key(&id))?
-                .ok_or_else(|| ArmError::resource_group_not_found(&name))?;
+            let mut group: Value =
+                tx.get(&storage_key(&id))?.ok_or_else(|| ArmError::resource_group_not_found(&name))?;
+            if provisioning_state(&group) == "Deleting" {
+                return Err(being_deleted(&name));
+            }
             if let Some(tags) = &patch.tags {
                 group["tags"] = json!(tags);
             }
@@ -271,6 +243,7 @@ pub async fn complete_delete(state: &AppState, op: Operation) -> Result<Operatio
                     && let Some(principal) = ServicePrincipal::find_by_resource_id_in(tx, id)?
                 {
                     principal.remove(tx);
+                    role_assignments::remove_for_principal(tx, &principal.id, now)?;
                 }
                 tx.delete(key);
             }
@@ -301,10 +274,7 @@ pub async fn list(state: AppState, req: ArmRequest) -> ArmResult<Response> {
             }
         }
     }
-    let prefix = format!(
-        "res/subscriptions/{}/resourcegroups/",
-        req.param("subscriptionId").to_lowercase()
-    );
+    let prefix = format!("res/subscriptions/{}/resourcegroups/", req.param("subscriptionId").to_lowercase());
     let items: Vec<Value> = state
         .db
         .scan::<Value>(&prefix)?
@@ -316,9 +286,7 @@ pub async fn list(state: AppState, req: ArmRequest) -> ArmResult<Response> {
             Some(name) => group["tags"].as_object().is_some_and(|tags| {
                 tags.iter().any(|(k, v)| {
                     k.eq_ignore_ascii_case(name)
-                        && tag_value
-                            .as_ref()
-                            .is_none_or(|want| v.as_str() == Some(want.as_str()))
+                        && tag_value.as_ref().is_none_or(|want| v.as_str() == Some(want.as_str()))
                 })
             }),
         })
@@ -337,9 +305,6 @@ mod tests {
         assert!(validate_name("bad name").is_err());
         assert!(validate_name("ends.").is_err());
         assert!(validate_name(&"x".repeat(91)).is_err());
-        assert_eq!(
-            validate_name("a/b").unwrap_err().code.as_str(),
-            "InvalidResourceGroup"
-        );
+        assert_eq!(validate_name("a/b").unwrap_err().code.as_str(), "InvalidResourceGroup");
     }
 }

@@ -82,6 +82,7 @@ pub async fn list(state: AppState, req: ArmRequest) -> ArmResult<Response> {
         .into_iter()
         .map(|(_, s)| s)
         .filter(|s| s.tenant_id.eq_ignore_ascii_case(&req.caller.tenant_id))
+        .filter(|s| crate::providers::authorization::has_any_access(&state, &req.caller.object_id, &s.subscription_id))
         .map(|s| s.to_arm())
         .collect();
     crate::arm::json(StatusCode::OK, page(&req, items, "value")?)
@@ -90,10 +91,8 @@ pub async fn list(state: AppState, req: ArmRequest) -> ArmResult<Response> {
 /// `Subscriptions_Get`.
 pub async fn get(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let id = req.param("subscriptionId");
-    let sub = state
-        .db
-        .get::<Subscription>(&Subscription::key(id))?
-        .ok_or_else(|| ArmError::subscription_not_found(id))?;
+    let sub =
+        state.db.get::<Subscription>(&Subscription::key(id))?.ok_or_else(|| ArmError::subscription_not_found(id))?;
     crate::arm::json(StatusCode::OK, sub.to_arm())
 }
 

@@ -1,0 +1,198 @@
+//! The `/_armlet` control API: info, health and the simulated clock.
+
+use std::time::Duration as StdDuration;
+
+use armlet::Settings;
+use armlet::admin::CLOCK_KEY;
+use armlet::clock::{Clock, ClockMode, ClockState, parse_rfc3339, rfc3339};
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use crate::common::*;
+
+async fn advance(app: &TestApp, body: Value) -> (StatusCode, Value) {
+    let (status, _, body) = app.send(Method::POST, "/_armlet/clock/advance", None, Some(body)).await;
+    (status, body)
+}
+
+async fn post(app: &TestApp, uri: &str) -> (StatusCode, Value) {
+    let (status, _, body) = app.send(Method::POST, uri, None, None).await;
+    (status, body)
+}
+
+fn now_of(clock: &Value) -> OffsetDateTime {
+    parse_rfc3339(clock["now"].as_str().unwrap_or_else(|| panic!("no now in {clock}"))).expect("now is RFC 3339")
+}
+
+#[tokio::test]
+async fn info_describes_the_instance() {
+    let app = TestApp::new().await;
+    let (status, info) = app.get_public("/_armlet/info").await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    let settings = Settings::default();
+    for (field, want) in [
+        ("name", json!("armlet")),
+        ("version", json!(env!("CARGO_PKG_VERSION"))),
+        ("httpsUrl", json!(settings.https_url)),
+        ("httpUrl", json!(settings.http_url)),
+        ("metadataUrl", json!(format!("{}/metadata/endpoints?api-version=2019-05-01", settings.http_url))),
+        ("tenantId", json!(tenant_id())),
+        ("subscriptionId", json!(sub_id())),
+        ("clientId", json!(client_id())),
+        ("clientSecret", json!(client_secret())),
+        ("dataDir", Value::Null),
+        ("caCertificate", json!("")),
+    ] {
+        assert_eq!(info.get(field), Some(&want), "{field} in {info}");
+    }
+}
+
+#[tokio::test]
+async fn health_is_ready() {
+    let app = TestApp::new().await;
+    let (status, health) = app.get_public("/_armlet/health").await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["status"], "ready", "{health}");
+    assert_eq!(health["store"], "open", "{health}");
+    assert_eq!(health["pendingOperations"], 0, "{health}");
+    assert_eq!(health["time"], rfc3339(FROZEN_AT), "{health}");
+}
+
+#[tokio::test]
+async fn the_clock_moves_forward_only() {
+    let app = TestApp::new().await;
+    let (status, clock) = app.get_public("/_armlet/clock").await;
+    assert_eq!(status, StatusCode::OK, "{clock}");
+    assert_eq!(now_of(&clock), FROZEN_AT);
+    assert_eq!(clock["mode"], "frozen");
+
+    let (status, moved) = advance(&app, json!({ "by": "46d" })).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let later = FROZEN_AT + Duration::days(46);
+    assert_eq!(now_of(&moved), later);
+    assert_eq!(moved["fired"], json!([]));
+    let (_, clock) = app.get_public("/_armlet/clock").await;
+    assert_eq!(now_of(&clock), later);
+    // The move is persisted, so a restart keeps it.
+    let saved: ClockState = app.state.db.get(CLOCK_KEY).expect("read the store").expect("the clock is saved");
+    assert_eq!(saved.mode, ClockMode::Frozen);
+    assert_eq!(saved.frozen_at, Some(later));
+    // Responses are dated by the simulated clock.
+    let (_, headers, _) = app.send(Method::GET, "/_armlet/clock", None, None).await;
+    assert_eq!(header_str(&headers, "date"), Some(armlet::arm::headers::http_date(later).as_str()));
+
+    // Backwards is refused and changes nothing.
+    let (status, body) = advance(&app, json!({ "to": rfc3339(FROZEN_AT) })).await;
+    let message = assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "BadRequest");
+    assert!(message.contains("never moves backwards"), "{message}");
+    let (_, clock) = app.get_public("/_armlet/clock").await;
+    assert_eq!(now_of(&clock), later);
+
+    for bad in [
+        json!({ "by": "nonsense" }),
+        json!({ "by": "-3d" }),
+        json!({ "by": "3y" }),
+        json!({ "to": "tomorrow" }),
+        json!({ "by": "1d", "to": rfc3339(later + Duration::days(1)) }),
+        json!({}),
+    ] {
+        let (status, body) = advance(&app, bad.clone()).await;
+        assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "BadRequest");
+        let (_, clock) = app.get_public("/_armlet/clock").await;
+        assert_eq!(now_of(&clock), later, "{bad} moved the clock");
+    }
+    for (bad, raw) in [("unknown field", br#"{"by":"1d","extra":1}"#.to_vec()), ("malformed", b"{\"by\":".to_vec())] {
+        let (status, _, body) = app
+            .send_raw(Method::POST, "/_armlet/clock/advance", None, &[("content-type", "application/json")], raw)
+            .await;
+        assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "InvalidRequestContent");
+        let (_, clock) = app.get_public("/_armlet/clock").await;
+        assert_eq!(now_of(&clock), later, "{bad} moved the clock");
+    }
+
+    // To an absolute instant.
+    let target = parse_rfc3339("2027-01-01T00:00:00Z").expect("time");
+    let (status, body) = advance(&app, json!({ "to": "2027-01-01T00:00:00Z" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(now_of(&body), target);
+    let (status, body) = advance(&app, json!({ "by": "1h30m" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(now_of(&body), target + Duration::minutes(90));
+}
+
+#[tokio::test]
+async fn freeze_and_resume() {
+    let app = TestApp::with(Clock::real(), Settings::default()).await;
+    let (_, clock) = app.get_public("/_armlet/clock").await;
+    assert_eq!(clock["mode"], "real");
+    let drift = now_of(&clock) - Clock::wall_now();
+    assert!(drift.abs() < Duration::seconds(5), "{clock}");
+
+    let (status, frozen) = post(&app, "/_armlet/clock/freeze").await;
+    assert_eq!(status, StatusCode::OK, "{frozen}");
+    assert_eq!(frozen["mode"], "frozen");
+    let at = now_of(&frozen);
+    tokio::time::sleep(StdDuration::from_millis(30)).await;
+    let (_, clock) = app.get_public("/_armlet/clock").await;
+    assert_eq!(now_of(&clock), at, "frozen time stands still");
+
+    // Advancing a frozen clock moves it exactly.
+    let (status, body) = advance(&app, json!({ "by": "2d" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(now_of(&body), at + Duration::days(2));
+
+    let (status, resumed) = post(&app, "/_armlet/clock/resume").await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert_eq!(resumed["mode"], "real");
+    let resumed_at = now_of(&resumed);
+    assert!(resumed_at >= at + Duration::days(2));
+    assert!(resumed["offsetNs"].as_i64().expect("offsetNs") > 0);
+    tokio::time::sleep(StdDuration::from_millis(30)).await;
+    let (_, clock) = app.get_public("/_armlet/clock").await;
+    assert!(now_of(&clock) > resumed_at, "time runs again: {clock}");
+    let ahead = now_of(&clock) - Clock::wall_now();
+    assert!(
+        ahead > Duration::days(2) - Duration::minutes(1) && ahead < Duration::days(2) + Duration::minutes(1),
+        "resumed two days ahead of wall time: {ahead}"
+    );
+    let saved: ClockState = app.state.db.get(CLOCK_KEY).expect("read the store").expect("the clock is saved");
+    assert_eq!(saved.mode, ClockMode::Real);
+}
+
+#[tokio::test]
+async fn an_advance_settles_a_pending_group_deletion() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    let (status, body) = app.put_group(&token, "expiring", "westus2").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = post(&app, "/_armlet/clock/freeze").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _, body) = app.send(Method::DELETE, &group_uri("expiring"), Some(&token), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, group) = app.get(&group_uri("expiring"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{group}");
+    assert_eq!(group["properties"]["provisioningState"], "Deleting");
+    let (_, health) = app.get_public("/_armlet/health").await;
+    assert_eq!(health["pendingOperations"], 1);
+
+    let (status, moved) = advance(&app, json!({ "by": "1s" })).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let fired = moved["fired"].as_array().expect("fired");
+    assert_eq!(fired.len(), 1, "{moved}");
+    assert_eq!(fired[0]["kind"], "Microsoft.Resources/resourceGroups/delete");
+    assert_eq!(fired[0]["subject"], group_id("expiring"));
+    assert_eq!(fired[0]["status"], "Succeeded");
+    assert_eq!(fired[0]["due"], rfc3339(FROZEN_AT));
+
+    let (status, body) = app.get(&group_uri("expiring"), &token).await;
+    assert_arm_error(status, &body, StatusCode::NOT_FOUND, "ResourceGroupNotFound");
+    let (_, health) = app.get_public("/_armlet/health").await;
+    assert_eq!(health["pendingOperations"], 0);
+
+    // Nothing fires twice.
+    let (status, moved) = advance(&app, json!({ "by": "1d" })).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["fired"], json!([]));
+}
