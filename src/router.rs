@@ -236,7 +236,16 @@ async fn dispatch(state: &AppState, request: Request) -> ArmResult<Response> {
     rp::require_scope(state, &req, group_is_target)?;
     if !UNGATED.contains(&resolved.route.operation_id) {
         let (action, scope) = authorization_target(&req.method, &path);
-        authz::authorize(state, &req.caller, &action, &scope)?;
+        if let Err(denied) = authz::authorize(state, &req.caller, &action, &scope) {
+            let is_list = req.method == Method::GET && scope != format!("/{}", path.join("/"));
+            if !is_list {
+                return Err(denied);
+            }
+            // A list the caller cannot read as a whole still shows the items it can read.
+            let caller = req.caller.clone();
+            let response = (resolved.route.handler)(state.clone(), req).await?;
+            return authz::keep_readable(state, &caller, &action, response, denied).await;
+        }
     }
     (resolved.route.handler)(state.clone(), req).await
 }

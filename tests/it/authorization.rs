@@ -115,3 +115,38 @@ async fn enforcement_refuses_a_caller_without_a_grant() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(subs["value"], json!([]));
 }
+
+#[tokio::test]
+async fn a_list_shows_a_group_scoped_reader_only_what_it_may_read() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    let (principal, _) = new_identity(&app, &token, "visible", "reader").await;
+    app.put_group(&token, "hidden", "westus2").await;
+    let name = uuid::Uuid::new_v4();
+    let uri = format!(
+        "{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01",
+        group_id("visible")
+    );
+    let reader = format!(
+        "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7",
+        sub_id()
+    );
+    let body = json!({"properties": {"roleDefinitionId": reader, "principalId": principal, "principalType": "ServicePrincipal"}});
+    let (status, _, created) = app.send(Method::PUT, &uri, Some(&token), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    app.state.clock.advance_by(app.state.settings.propagation_delay).unwrap();
+
+    let mut claims = valid_claims();
+    claims.oid = principal.clone();
+    let as_reader = mint(&claims, &key());
+    let (status, groups) =
+        app.get(&format!("/subscriptions/{}/resourcegroups?api-version={RG_API}", sub_id()), &as_reader).await;
+    assert_eq!(status, StatusCode::OK, "{groups}");
+    let names: Vec<&str> = groups["value"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["visible"], "only the group it may read");
+    let (status, subs) = app.get(&format!("/subscriptions?api-version={SUB_API}"), &as_reader).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(subs["value"].as_array().unwrap().len(), 1, "a role anywhere in the subscription lists it");
+    let (status, err) = app.get(&format!("{}?api-version={RG_API}", group_id("hidden")), &as_reader).await;
+    assert_arm_error(status, &err, StatusCode::FORBIDDEN, "AuthorizationFailed");
+}

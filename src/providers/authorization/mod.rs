@@ -5,6 +5,7 @@
 pub mod role_assignments;
 pub mod role_definitions;
 
+use axum::response::IntoResponse;
 use serde_json::Value;
 use time::Duration;
 
@@ -136,6 +137,35 @@ pub fn bootstrap_owner_assignment(subscription: &str, principal: &str, now: time
             "description": "armlet's default service principal owns the default subscription",
         },
     })
+}
+
+/// Filters a list response down to the items `caller` may read (each checked with `action` at
+/// the item's own id); when none are readable the caller gets `denied`, as ARM answers.
+pub async fn keep_readable(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    response: axum::response::Response,
+    denied: ArmError,
+) -> ArmResult<axum::response::Response> {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| ArmError::internal(&e.to_string()))?;
+    let Ok(mut page) = serde_json::from_slice::<Value>(&bytes) else { return Err(denied) };
+    let Some(items) = page.get_mut("value").and_then(Value::as_array_mut) else { return Err(denied) };
+    let mut kept = Vec::new();
+    for item in items.drain(..) {
+        let id = item["id"].as_str().unwrap_or_default();
+        if !id.is_empty() && decide(state, &caller.object_id, action, id)?.is_allowed() {
+            kept.push(item);
+        }
+    }
+    if kept.is_empty() {
+        return Err(denied);
+    }
+    page["value"] = Value::Array(kept);
+    let mut response = axum::Json(page).into_response();
+    *response.status_mut() = parts.status;
+    Ok(response)
 }
 
 /// Built-in roles that would allow `action`, narrowest first (fewest permissions).
