@@ -261,12 +261,25 @@ async fn arm_fallback(State(state): State<AppState>, request: Request) -> Respon
     response
 }
 
-/// ARM's response headers on everything.
+/// ARM's response headers on everything, and one log line per request (`ARMLET_LOG=info`).
 async fn arm_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
+    let uri = request.uri().clone();
     let request_headers = request.headers().clone();
+    let started = std::time::Instant::now();
     let mut response = next.run(request).await;
     headers::decorate(&method, &request_headers, response.headers_mut(), state.clock.now());
+    let request_id = response.headers().get("x-ms-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::info!(
+        http.method = %method,
+        http.path = %uri.path(),
+        http.status = response.status().as_u16(),
+        request.id = request_id,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "{method} {} -> {}",
+        uri.path(),
+        response.status().as_u16()
+    );
     response
 }
 

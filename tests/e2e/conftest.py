@@ -136,6 +136,8 @@ def running_armlet(*extra_args: str) -> Iterator[Armlet]:
     whose scenario moves the clock run their own server through this."""
     binary = armlet_bin()
     env = clean_environ()
+    # One line per request on stderr, attached to a failing test's report.
+    env["ARMLET_LOG"] = "info"
     cmd = [str(binary), "serve", "--in-memory", "--bind", "127.0.0.1", "--https-port", "0", "--http-port", "0", *extra_args]
     proc = subprocess.Popen(
         cmd,
