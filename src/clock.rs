@@ -38,6 +38,8 @@ pub struct ClockState {
 pub enum ClockError {
     #[error("the clock never moves backwards: {to} is before the current time {now}")]
     Backwards { now: String, to: String },
+    #[error("advancing by {by} would leave the range of representable times")]
+    OutOfRange { by: String },
 }
 
 /// Simulated time, shared by the whole server.
@@ -102,7 +104,8 @@ impl Clock {
     /// Moves time forward by `by` (which must not be negative).
     pub fn advance_by(&self, by: Duration) -> Result<OffsetDateTime, ClockError> {
         let now = self.now();
-        self.advance_to(now + by)
+        let to = now.checked_add(by).ok_or_else(|| ClockError::OutOfRange { by: by.to_string() })?;
+        self.advance_to(to)
     }
 
     /// Moves time forward to `to`; never backwards.
@@ -115,7 +118,9 @@ impl Clock {
         match state.mode {
             ClockMode::Real => {
                 let delta = to - Self::wall_now();
-                state.offset_ns = i64::try_from(delta.whole_nanoseconds()).unwrap_or(i64::MAX);
+                // Real mode keeps a nanosecond offset: about 292 years of simulated lead.
+                state.offset_ns = i64::try_from(delta.whole_nanoseconds())
+                    .map_err(|_| ClockError::OutOfRange { by: delta.to_string() })?;
             }
             ClockMode::Frozen => state.frozen_at = Some(to),
         }
@@ -181,16 +186,21 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let part = match unit {
-            "w" => Some(Duration::weeks(n)),
-            "d" => Some(Duration::days(n)),
-            "h" => Some(Duration::hours(n)),
-            "m" => Some(Duration::minutes(n)),
-            "s" | "" => Some(Duration::seconds(n)),
-            "ms" => Some(Duration::milliseconds(n)),
-            _ => None,
+        // Checked arithmetic: a client's "99999999999999d" is an error, not a panic.
+        let seconds_per_unit: Option<i64> = match unit {
+            "w" => Some(7 * 86_400),
+            "d" => Some(86_400),
+            "h" => Some(3_600),
+            "m" => Some(60),
+            "s" | "" => Some(1),
+            "ms" => None,
+            _ => return Err(format!("'{input}' has an unknown unit '{unit}' (use w, d, h, m, s, ms)")),
+        };
+        let part = match seconds_per_unit {
+            Some(factor) => n.checked_mul(factor).map(Duration::seconds),
+            None => Some(Duration::milliseconds(n)),
         }
-        .ok_or_else(|| format!("'{input}' has an unknown unit '{unit}' (use w, d, h, m, s, ms)"))?;
+        .ok_or_else(|| format!("'{input}' is too large"))?;
         total = total.checked_add(part).ok_or_else(|| format!("'{input}' is too large"))?;
     }
     Ok(total)
@@ -219,6 +229,14 @@ mod tests {
         assert!(parse_duration("d").is_err());
         assert!(parse_duration("3y").is_err());
         assert!(parse_duration("-3d").is_err());
+        assert!(parse_duration("999999999999999d").is_err(), "overflow is an error, not a panic");
+        assert!(Clock::real().advance_by(Duration::days(365 * 20_000)).is_err(), "past year 9999");
+        assert!(Clock::real().advance_by(Duration::days(365 * 1_000)).is_err(), "past the real-mode offset range");
+        assert!(
+            Clock::frozen_at(time::macros::datetime!(2026-01-01 0:00 UTC))
+                .advance_by(Duration::days(365 * 1_000))
+                .is_ok()
+        );
     }
 
     #[test]

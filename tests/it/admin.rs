@@ -196,3 +196,15 @@ async fn an_advance_settles_a_pending_group_deletion() {
     assert_eq!(status, StatusCode::OK, "{moved}");
     assert_eq!(moved["fired"], json!([]));
 }
+
+#[tokio::test]
+async fn absurd_clock_advances_are_refused_not_crashed() {
+    let app = TestApp::new().await;
+    for by in ["99999999999999d", "999999999999999999999d", "9999999w"] {
+        let (status, _, body) = app.send(Method::POST, "/_armlet/clock/advance", None, Some(json!({ "by": by }))).await;
+        assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "BadRequest");
+    }
+    let (status, clock) = app.get_public("/_armlet/clock").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(clock["now"], armlet::clock::rfc3339(FROZEN_AT), "time did not move");
+}

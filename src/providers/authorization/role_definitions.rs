@@ -109,6 +109,7 @@ pub async fn get(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let guid = req.param("roleDefinitionId");
     let role = RoleDefinition::find(&state, guid)?.ok_or_else(|| {
         arm_error!(RoleDefinitionDoesNotExist, "The specified role definition with ID '{guid}' does not exist.")
+            .with_status(StatusCode::NOT_FOUND)
     })?;
     crate::arm::json(StatusCode::OK, role.to_arm(req.param("scope")))
 }
