@@ -93,6 +93,11 @@ impl Clock {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Puts the clock back to a saved state (state import, reset).
+    pub fn restore(&self, state: ClockState) {
+        *self.lock() = state;
+    }
+
     pub fn state(&self) -> ClockState {
         self.lock().clone()
     }

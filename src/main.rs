@@ -39,6 +39,17 @@ enum Command {
         /// A duration (advance) or an RFC 3339 time (set).
         value: Option<String>,
     },
+    /// Export, import or reset armlet's state: export [FILE] | import FILE [--dry-run] | reset.
+    State {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        action: String,
+        /// The document to write (export; stdout if absent) or read (import).
+        file: Option<PathBuf>,
+        /// With import: validate and report, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Explain an RBAC decision: may PRINCIPAL do ACTION at SCOPE now, and why (not)?
     Explain {
         #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
@@ -159,6 +170,9 @@ async fn main() -> ExitCode {
         Some(Command::Env { url, dir }) => print_result(armlet::cli::env(&url, dir.as_deref()).await),
         Some(Command::Clock { url, action, value }) => {
             print_result(armlet::cli::clock(&url, &action, value.as_deref()).await)
+        }
+        Some(Command::State { url, action, file, dry_run }) => {
+            print_result(armlet::cli::state(&url, &action, file.as_deref(), dry_run).await)
         }
         Some(Command::Explain { url, principal, action, scope }) => {
             print_result(armlet::cli::explain(&url, &principal, &action, &scope).await)

@@ -331,6 +331,8 @@ pub fn router(state: AppState) -> Router {
         .route("/_armlet/info", get(admin::info))
         .route("/_armlet/health", get(admin::health))
         .route("/_armlet/explain", get(admin::explain))
+        .route("/_armlet/state", get(admin::state_export).put(admin::state_import))
+        .route("/_armlet/reset", post(admin::reset))
         .route("/_armlet/clock", get(admin::clock_show))
         .route("/_armlet/clock/advance", post(admin::clock_advance))
         .route("/_armlet/clock/freeze", post(admin::clock_freeze))

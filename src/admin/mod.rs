@@ -158,3 +158,91 @@ pub async fn clock_resume(State(state): State<AppState>) -> ArmResult<Json<Value
     persist_and_settle(&state, before).await?;
     Ok(Json(clock_json(&state)))
 }
+
+/// The version of the document `GET /_armlet/state` exports.
+pub const STATE_VERSION: u64 = 1;
+
+/// `GET /_armlet/state`: everything armlet stores (resources, directory, operations, clock)
+/// as one versioned JSON document. Keys and TLS material are files, not state.
+pub async fn state_export(State(state): State<AppState>) -> ArmResult<Json<Value>> {
+    let mut entries: serde_json::Map<String, Value> = state.db.scan::<Value>("")?.into_iter().collect();
+    // The clock as it stands, so an import restores the same simulated time.
+    entries.insert(CLOCK_KEY.to_owned(), serde_json::to_value(state.clock.state()).unwrap_or_default());
+    Ok(Json(json!({ "armletState": STATE_VERSION, "time": rfc3339(state.clock.now()), "entries": entries })))
+}
+
+#[derive(Deserialize)]
+pub struct ImportQuery {
+    #[serde(default, rename = "dryRun")]
+    dry_run: bool,
+}
+
+/// The key spaces a state document may hold (see `crate::store`).
+const KEY_SPACES: &[&str] = &["res/", "sub/", "tenant/", "dir/", "op/", "oppending/", "meta/", "roledef/", "ratomb/"];
+
+/// `PUT /_armlet/state[?dryRun=true]`: replaces everything with an exported document, in one
+/// atomic write. A document that does not validate changes nothing.
+pub async fn state_import(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ImportQuery>,
+    ArmJson(doc): ArmJson<Value>,
+) -> ArmResult<Json<Value>> {
+    if doc["armletState"].as_u64() != Some(STATE_VERSION) {
+        return Err(arm_error!(
+            InvalidRequestContent,
+            "Not an armlet state document of version {STATE_VERSION} (field 'armletState')."
+        ));
+    }
+    let entries = doc["entries"]
+        .as_object()
+        .ok_or_else(|| arm_error!(InvalidRequestContent, "The state document has no 'entries' object."))?;
+    if let Some(bad) = entries.keys().find(|k| !KEY_SPACES.iter().any(|space| k.starts_with(space))) {
+        return Err(arm_error!(InvalidRequestContent, "The state document has an unknown key '{bad}'."));
+    }
+    let clock = match entries.get(CLOCK_KEY) {
+        Some(v) => Some(
+            serde_json::from_value::<ClockState>(v.clone())
+                .map_err(|e| arm_error!(InvalidRequestContent, "The state document's clock is invalid: {e}"))?,
+        ),
+        None => None,
+    };
+    let summary = json!({ "dryRun": q.dry_run, "entries": entries.len() });
+    if q.dry_run {
+        return Ok(Json(summary));
+    }
+    state
+        .db
+        .transact(|tx| -> ArmResult<()> {
+            for (key, _) in tx.scan::<Value>("")? {
+                tx.delete(key);
+            }
+            for (key, value) in entries {
+                tx.put(key.clone(), value)?;
+            }
+            Ok(())
+        })
+        .await?;
+    state.clock.restore(clock.unwrap_or(ClockState {
+        mode: crate::clock::ClockMode::Real,
+        offset_ns: 0,
+        frozen_at: None,
+    }));
+    Ok(Json(summary))
+}
+
+/// `POST /_armlet/reset`: back to first start (default tenant, subscription, principal and a
+/// real-time clock), keeping the TLS certificates and the token signing key.
+pub async fn reset(State(state): State<AppState>) -> ArmResult<Json<Value>> {
+    state
+        .db
+        .transact(|tx| -> ArmResult<()> {
+            for (key, _) in tx.scan::<Value>("")? {
+                tx.delete(key);
+            }
+            Ok(())
+        })
+        .await?;
+    state.clock.restore(ClockState { mode: crate::clock::ClockMode::Real, offset_ns: 0, frozen_at: None });
+    state.bootstrap().await?;
+    Ok(Json(json!({ "reset": true, "time": rfc3339(state.clock.now()) })))
+}

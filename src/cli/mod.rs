@@ -101,6 +101,33 @@ pub async fn clock(url: &str, action: &str, arg: Option<&str>) -> Result<String,
     Ok(out)
 }
 
+/// `armlet state export [FILE] | import FILE [--dry-run] | reset`.
+pub async fn state(url: &str, action: &str, file: Option<&Path>, dry_run: bool) -> Result<String, String> {
+    let url = url.trim_end_matches('/');
+    let (method, path, body) = match (action, file) {
+        ("export", _) => ("GET", "/_armlet/state".to_owned(), None),
+        ("import", Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            ("PUT", format!("/_armlet/state?dryRun={dry_run}"), Some(text))
+        }
+        ("import", None) => return Err("armlet state import needs a FILE".into()),
+        ("reset", _) => ("POST", "/_armlet/reset".to_owned(), None),
+        (other, _) => return Err(format!("unknown state action '{other}' (export, import, reset)")),
+    };
+    let (status, text) = http::request(method, &format!("{url}{path}"), body.as_deref()).await?;
+    if status >= 400 {
+        let value: Value = serde_json::from_str(&text).unwrap_or_default();
+        return Err(value["error"]["message"].as_str().unwrap_or(&text).to_owned());
+    }
+    match (action, file) {
+        ("export", Some(file)) => {
+            std::fs::write(file, &text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            Ok(format!("wrote {}\n", file.display()))
+        }
+        _ => Ok(text),
+    }
+}
+
 /// `armlet explain`: the control API's RBAC explanation, pretty-printed.
 pub async fn explain(url: &str, principal: &str, action: &str, scope: &str) -> Result<String, String> {
     let query = form_urlencoded::Serializer::new(String::new())

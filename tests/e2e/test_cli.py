@@ -83,3 +83,28 @@ def test_env_prints_quoted_exports(server, tmp_path):
     assert exports["ARMLET_HTTPS_URL"] == f"'{server.https_url}'", exports
     assert exports["AZURE_CORE_INSTANCE_DISCOVERY"] == "'false'"
     assert (tmp_path / "profile" / "ca.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_state_export_reset_import(server, tmp_path):
+    """`armlet state`: what az created survives export → reset → import."""
+    from conftest import az, az_login, env_for
+
+    env = env_for(server, tmp_path / "az")
+    az_login(env)
+    az(env, "group", "create", "--name", "snapshot-rg", "--location", "westus2")
+    doc = tmp_path / "state.json"
+    assert "wrote" in armlet(server, "state", "export", str(doc)).stdout
+    assert '"armletState"' in doc.read_text()
+
+    armlet(server, "state", "reset")
+    assert az(env, "group", "exists", "--name", "snapshot-rg").json is False
+    assert json.loads(armlet(server, "state", "import", str(doc), "--dry-run").stdout)["dryRun"] is True
+    assert az(env, "group", "exists", "--name", "snapshot-rg").json is False
+    armlet(server, "state", "import", str(doc))
+    assert az(env, "group", "show", "--name", "snapshot-rg").json["location"] == "westus2"
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"armletState": 1, "entries": {"nonsense": 1}}')
+    res = armlet(server, "state", "import", str(bad), ok=False)
+    assert "unknown key" in res.stderr, res.stderr
+    assert az(env, "group", "show", "--name", "snapshot-rg").json["name"] == "snapshot-rg"

@@ -208,3 +208,39 @@ async fn absurd_clock_advances_are_refused_not_crashed() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(clock["now"], armlet::clock::rfc3339(FROZEN_AT), "time did not move");
 }
+
+#[tokio::test]
+async fn export_reset_import_export_round_trips_and_bad_documents_change_nothing() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    app.put_group(&token, "kept", "westus2").await;
+    let (status, exported) = app.get_public("/_armlet/state").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(exported["armletState"], 1);
+    assert!(exported["entries"].as_object().unwrap().keys().any(|k| k.ends_with("/resourcegroups/kept")), "{exported}");
+
+    let (status, _, _) = app.send(Method::POST, "/_armlet/reset", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, gone) = app.get(&group_uri("kept"), &token).await;
+    assert_arm_error(status, &gone, StatusCode::NOT_FOUND, "ResourceGroupNotFound");
+
+    // Broken documents: nothing changes.
+    for broken in
+        [json!({"entries": {}}), json!({"armletState": 1, "entries": {"evil/key": 1}}), json!({"armletState": 1})]
+    {
+        let (status, _, body) = app.send(Method::PUT, "/_armlet/state", None, Some(broken)).await;
+        assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "InvalidRequestContent");
+    }
+    let (status, _, dry) = app.send(Method::PUT, "/_armlet/state?dryRun=true", None, Some(exported.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(dry["dryRun"], true);
+    let (status, still_gone) = app.get(&group_uri("kept"), &token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a dry run changes nothing: {still_gone}");
+
+    let (status, _, imported) = app.send(Method::PUT, "/_armlet/state", None, Some(exported.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{imported}");
+    let (status, _) = app.get(&group_uri("kept"), &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, again) = app.get_public("/_armlet/state").await;
+    assert_eq!(again["entries"], exported["entries"], "export → reset → import → export is identical");
+}
