@@ -50,6 +50,19 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Create another subscription with an owner service principal of its own (prints its credentials).
+    Subscriptions {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Only `create` for now.
+        action: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// In a tenant (directory) of its own.
+        #[arg(long)]
+        new_tenant: bool,
+    },
     /// Explain an RBAC decision: may PRINCIPAL do ACTION at SCOPE now, and why (not)?
     Explain {
         #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
@@ -173,6 +186,9 @@ async fn main() -> ExitCode {
         }
         Some(Command::State { url, action, file, dry_run }) => {
             print_result(armlet::cli::state(&url, &action, file.as_deref(), dry_run).await)
+        }
+        Some(Command::Subscriptions { url, action, name, new_tenant }) => {
+            print_result(armlet::cli::subscriptions(&url, &action, name.as_deref(), new_tenant).await)
         }
         Some(Command::Explain { url, principal, action, scope }) => {
             print_result(armlet::cli::explain(&url, &principal, &action, &scope).await)

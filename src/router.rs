@@ -270,6 +270,19 @@ async fn arm_headers(State(state): State<AppState>, request: Request, next: Next
     let mut response = next.run(request).await;
     headers::decorate(&method, &request_headers, response.headers_mut(), state.clock.now());
     let request_id = response.headers().get("x-ms-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if uri.path() != "/_armlet/requests" {
+        state.requests.record(serde_json::json!({
+            "time": crate::clock::rfc3339(state.clock.now()),
+            "method": method.as_str(),
+            "path": uri.path(),
+            "query": uri.query(),
+            "status": response.status().as_u16(),
+            "requestId": request_id,
+            "clientRequestId": request_headers.get("x-ms-client-request-id").and_then(|v| v.to_str().ok()),
+            "userAgent": request_headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()),
+            "elapsedMs": started.elapsed().as_millis() as u64,
+        }));
+    }
     tracing::info!(
         http.method = %method,
         http.path = %uri.path(),
@@ -333,6 +346,8 @@ pub fn router(state: AppState) -> Router {
         .route("/_armlet/explain", get(admin::explain))
         .route("/_armlet/state", get(admin::state_export).put(admin::state_import))
         .route("/_armlet/reset", post(admin::reset))
+        .route("/_armlet/subscriptions", post(admin::subscriptions_create))
+        .route("/_armlet/requests", get(admin::requests))
         .route("/_armlet/clock", get(admin::clock_show))
         .route("/_armlet/clock/advance", post(admin::clock_advance))
         .route("/_armlet/clock/freeze", post(admin::clock_freeze))

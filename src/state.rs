@@ -86,6 +86,31 @@ impl Settings {
     }
 }
 
+/// The last requests armlet answered, newest last (`GET /_armlet/requests`).
+#[derive(Default)]
+pub struct RequestLog {
+    entries: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
+}
+
+impl RequestLog {
+    /// How many requests are kept.
+    pub const CAPACITY: usize = 1000;
+
+    pub fn record(&self, entry: serde_json::Value) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() == Self::CAPACITY {
+            entries.pop_front();
+        }
+        entries.push_back(entry);
+    }
+
+    /// The newest `limit` entries, oldest first.
+    pub fn recent(&self, limit: usize) -> Vec<serde_json::Value> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.iter().skip(entries.len().saturating_sub(limit)).cloned().collect()
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub db: Arc<Db>,
@@ -94,6 +119,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub api_versions: Arc<Registry>,
     pub routes: Arc<RouteTable<AppState>>,
+    pub requests: Arc<RequestLog>,
 }
 
 impl AppState {
@@ -111,6 +137,7 @@ impl AppState {
             settings: Arc::new(settings),
             api_versions: Arc::new(registry),
             routes: Arc::new(crate::router::arm_routes()),
+            requests: Arc::new(RequestLog::default()),
         }
     }
 
@@ -166,6 +193,7 @@ impl AppState {
                     &sub.subscription_id,
                     &sp.object_id,
                     now,
+                    "a1e70000-0000-4000-8000-0000000000a1",
                 );
                 tx.put(crate::arm::resource_id::storage_key(owner["id"].as_str().unwrap_or_default()), &owner)
             })

@@ -246,3 +246,119 @@ pub async fn reset(State(state): State<AppState>) -> ArmResult<Json<Value>> {
     state.bootstrap().await?;
     Ok(Json(json!({ "reset": true, "time": rfc3339(state.clock.now()) })))
 }
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewSubscription {
+    #[serde(default)]
+    display_name: Option<String>,
+    /// Put the subscription in a tenant of its own (a separate directory).
+    #[serde(default)]
+    new_tenant: bool,
+    /// Put it in this existing tenant (default: the default tenant).
+    #[serde(default)]
+    tenant_id: Option<String>,
+}
+
+/// `POST /_armlet/subscriptions`: another subscription (optionally in a new tenant) with a
+/// service principal of its own that owns it and nothing else, so parallel test suites can
+/// share one armlet without seeing each other under RBAC.
+pub async fn subscriptions_create(
+    State(state): State<AppState>,
+    ArmJson(body): ArmJson<Option<NewSubscription>>,
+) -> ArmResult<(axum::http::StatusCode, Json<Value>)> {
+    use crate::directory::{PasswordCredential, ServicePrincipal};
+    use crate::providers::resources::subscriptions::{Subscription, Tenant};
+    let body = body.unwrap_or_default();
+    let now = state.clock.now();
+    let subscription_id = uuid::Uuid::new_v4().to_string();
+    let display_name = body.display_name.unwrap_or_else(|| format!("armlet subscription {}", &subscription_id[..8]));
+    let secret = crate::graph::new_secret();
+    let app_id = uuid::Uuid::new_v4().to_string();
+    let object_id = uuid::Uuid::new_v4().to_string();
+    let tenant_id = state
+        .db
+        .transact(|tx| -> ArmResult<String> {
+            let tenant_id = if body.new_tenant {
+                let id = uuid::Uuid::new_v4().to_string();
+                let domain = format!("armlet{}.onmicrosoft.com", &id[..8]);
+                let tenant = Tenant {
+                    tenant_id: id.clone(),
+                    display_name: format!("armlet {}", &id[..8]),
+                    default_domain: domain,
+                    country_code: "US".into(),
+                };
+                tx.put(Tenant::key(&id), &tenant)?;
+                id
+            } else {
+                let id = body.tenant_id.clone().unwrap_or_else(|| fixtures::defaults().tenant.tenant_id.clone());
+                if tx.get::<Tenant>(&Tenant::key(&id))?.is_none() {
+                    return Err(arm_error!(BadRequest, "Tenant '{id}' does not exist in this armlet."));
+                }
+                id
+            };
+            tx.put(
+                Subscription::key(&subscription_id),
+                &Subscription {
+                    subscription_id: subscription_id.clone(),
+                    display_name: display_name.clone(),
+                    tenant_id: tenant_id.clone(),
+                    state: "Enabled".into(),
+                    unregistered_providers: Vec::new(),
+                },
+            )?;
+            ServicePrincipal {
+                id: object_id.clone(),
+                app_id: app_id.clone(),
+                display_name: format!("{display_name} owner"),
+                tenant_id: tenant_id.clone(),
+                service_principal_type: "Application".into(),
+                service_principal_names: vec![app_id.clone()],
+                alternative_names: Vec::new(),
+                password_credentials: vec![PasswordCredential::new(
+                    uuid::Uuid::new_v4().to_string(),
+                    &secret,
+                    now,
+                    None,
+                )],
+                created_date_time: now,
+            }
+            .save(tx)?;
+            let owner = crate::providers::authorization::bootstrap_owner_assignment(
+                &subscription_id,
+                &object_id,
+                now,
+                &uuid::Uuid::new_v4().to_string(),
+            );
+            tx.put(crate::arm::resource_id::storage_key(owner["id"].as_str().unwrap_or_default()), &owner)?;
+            Ok(tenant_id)
+        })
+        .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(json!({
+            "subscriptionId": subscription_id,
+            "displayName": display_name,
+            "tenantId": tenant_id,
+            "clientId": app_id,
+            "clientSecret": secret,
+            "principalId": object_id,
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct RequestsQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /_armlet/requests[?limit=N]`: what clients sent lately (method, path, query, status,
+/// request ids, user agent), oldest first; the last 1000 are kept.
+pub async fn requests(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<RequestsQuery>,
+) -> Json<Value> {
+    let limit = q.limit.unwrap_or(100).min(crate::state::RequestLog::CAPACITY);
+    Json(json!({ "value": state.requests.recent(limit) }))
+}

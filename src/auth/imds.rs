@@ -472,7 +472,12 @@ mod tests {
         // ARM authorizes the identity like anyone else: give it Reader on the subscription,
         // dated far enough back that the propagation delay has passed.
         let sub = &fixtures::defaults().subscription.subscription_id;
-        let mut reader = crate::providers::authorization::bootstrap_owner_assignment(sub, &sp.id, state.clock.now());
+        let mut reader = crate::providers::authorization::bootstrap_owner_assignment(
+            sub,
+            &sp.id,
+            state.clock.now(),
+            &uuid::Uuid::new_v4().to_string(),
+        );
         reader["properties"]["roleDefinitionId"] = serde_json::json!(format!(
             "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
         ));

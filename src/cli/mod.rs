@@ -128,6 +128,24 @@ pub async fn state(url: &str, action: &str, file: Option<&Path>, dry_run: bool) 
     }
 }
 
+/// `armlet subscriptions create [--name N] [--new-tenant]`.
+pub async fn subscriptions(url: &str, action: &str, name: Option<&str>, new_tenant: bool) -> Result<String, String> {
+    if action != "create" {
+        return Err(format!("unknown subscriptions action '{action}' (create)"));
+    }
+    let mut body = json!({ "newTenant": new_tenant });
+    if let Some(name) = name {
+        body["displayName"] = json!(name);
+    }
+    let url = format!("{}/_armlet/subscriptions", url.trim_end_matches('/'));
+    let (status, text) = http::request("POST", &url, Some(&body.to_string())).await?;
+    let value: Value = serde_json::from_str(&text).map_err(|_| format!("armlet answered {status}: {text}"))?;
+    if status >= 400 {
+        return Err(value["error"]["message"].as_str().unwrap_or(&text).to_owned());
+    }
+    serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
+}
+
 /// `armlet explain`: the control API's RBAC explanation, pretty-printed.
 pub async fn explain(url: &str, principal: &str, action: &str, scope: &str) -> Result<String, String> {
     let query = form_urlencoded::Serializer::new(String::new())

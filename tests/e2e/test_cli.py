@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 
 import pytest
 
@@ -108,3 +109,18 @@ def test_state_export_reset_import(server, tmp_path):
     res = armlet(server, "state", "import", str(bad), ok=False)
     assert "unknown key" in res.stderr, res.stderr
     assert az(env, "group", "show", "--name", "snapshot-rg").json["name"] == "snapshot-rg"
+
+
+def test_subscriptions_create_gives_an_isolated_owner(server, tmp_path):
+    from conftest import az, env_for
+
+    created = json.loads(armlet(server, "subscriptions", "create", "--name", "suite-b", "--new-tenant").stdout)
+    env = env_for(server, tmp_path / "suite-b")
+    az(env, "login", "--service-principal", "-u", created["clientId"], "-p", created["clientSecret"], "--tenant", created["tenantId"])
+    account = az(env, "account", "show").json
+    assert account["id"] == created["subscriptionId"] and account["tenantId"] == created["tenantId"], account
+    az(env, "group", "create", "--name", "isolated-rg", "--location", "westus2")
+    assert [g["name"] for g in az(env, "group", "list").json] == ["isolated-rg"]
+    with urllib.request.urlopen(f"{server.http_url}/_armlet/requests?limit=5", timeout=30) as response:
+        log = json.loads(response.read())
+    assert any(e["path"].endswith("/resourcegroups/isolated-rg") and e["method"] == "PUT" for e in log["value"]), log

@@ -244,3 +244,90 @@ async fn export_reset_import_export_round_trips_and_bad_documents_change_nothing
     let (_, again) = app.get_public("/_armlet/state").await;
     assert_eq!(again["entries"], exported["entries"], "export → reset → import → export is identical");
 }
+
+async fn token_for(app: &TestApp, tenant: &str, client: &str, secret: &str) -> String {
+    let (status, body) = app
+        .post_form(
+            &format!("/{tenant}/oauth2/v2.0/token"),
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", client),
+                ("client_secret", secret),
+                ("scope", "https://127.0.0.1:8443/.default"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn created_subscriptions_are_isolated_under_rbac_and_tenants() {
+    let app = TestApp::new().await;
+    let admin = app.token().await;
+    app.put_group(&admin, "default-only", "westus2").await;
+
+    // Same tenant: its owner sees its own subscription and nothing of the default one.
+    let (status, _, same) =
+        app.send(Method::POST, "/_armlet/subscriptions", None, Some(json!({"displayName": "team-a"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{same}");
+    let a_sub = same["subscriptionId"].as_str().unwrap();
+    let a =
+        token_for(&app, tenant_id(), same["clientId"].as_str().unwrap(), same["clientSecret"].as_str().unwrap()).await;
+    let (_, subs) = app.get(&format!("/subscriptions?api-version={SUB_API}"), &a).await;
+    let ids: Vec<&str> =
+        subs["value"].as_array().unwrap().iter().map(|s| s["subscriptionId"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![a_sub]);
+    let (status, _, body) = app
+        .send(
+            Method::PUT,
+            &format!("/subscriptions/{a_sub}/resourcegroups/mine?api-version={RG_API}"),
+            Some(&a),
+            Some(json!({"location": "westus2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app.get(&group_uri("default-only"), &a).await;
+    assert_arm_error(status, &body, StatusCode::FORBIDDEN, "AuthorizationFailed");
+
+    // Another tenant: its token is refused on the default subscription, and the default
+    // principal cannot use the new one.
+    let (status, _, other) =
+        app.send(Method::POST, "/_armlet/subscriptions", None, Some(json!({"newTenant": true}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    let b_tenant = other["tenantId"].as_str().unwrap();
+    assert_ne!(b_tenant, tenant_id());
+    let b =
+        token_for(&app, b_tenant, other["clientId"].as_str().unwrap(), other["clientSecret"].as_str().unwrap()).await;
+    let (status, body) = app.get(&group_uri("default-only"), &b).await;
+    assert_arm_error(status, &body, StatusCode::UNAUTHORIZED, "InvalidAuthenticationTokenTenant");
+    let b_sub = other["subscriptionId"].as_str().unwrap();
+    let (status, body) = app.get(&format!("/subscriptions/{b_sub}/resourcegroups?api-version={RG_API}"), &admin).await;
+    assert_arm_error(status, &body, StatusCode::UNAUTHORIZED, "InvalidAuthenticationTokenTenant");
+    let (status, body) = app.get(&format!("/subscriptions/{b_sub}/resourcegroups?api-version={RG_API}"), &b).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, _, bad) =
+        app.send(Method::POST, "/_armlet/subscriptions", None, Some(json!({"tenantId": "nope"}))).await;
+    assert_arm_error(status, &bad, StatusCode::BAD_REQUEST, "BadRequest");
+}
+
+#[tokio::test]
+async fn the_request_log_shows_what_clients_sent() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    app.put_group(&token, "logged", "westus2").await;
+    let (status, _) = app.get(&format!("{}?api-version=2099-01-01", group_id("logged")), &token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, log) = app.get_public("/_armlet/requests?limit=2").await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = log["value"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{log}");
+    assert_eq!(entries[0]["method"], "PUT");
+    assert_eq!(entries[0]["status"], 201);
+    assert!(entries[0]["path"].as_str().unwrap().ends_with("/resourcegroups/logged"));
+    assert_eq!(entries[1]["method"], "GET");
+    assert_eq!(entries[1]["status"], 400);
+    assert_eq!(entries[1]["query"], "api-version=2099-01-01");
+    assert_eq!(entries[1]["time"], armlet::clock::rfc3339(FROZEN_AT), "times come from the simulated clock");
+}

@@ -112,11 +112,10 @@ pub fn authorize(state: &AppState, caller: &Caller, action: &str, scope: &str) -
     }
 }
 
-/// The assignment that makes the default service principal Owner of the default
-/// subscription, dated a day before first start so no propagation delay applies to it.
-pub fn bootstrap_owner_assignment(subscription: &str, principal: &str, now: time::OffsetDateTime) -> Value {
+/// The assignment that makes a subscription's owner service principal Owner of it, dated a
+/// day earlier so no propagation delay applies to it.
+pub fn bootstrap_owner_assignment(subscription: &str, principal: &str, now: time::OffsetDateTime, name: &str) -> Value {
     let scope = format!("/subscriptions/{subscription}");
-    let name = "a1e70000-0000-4000-8000-0000000000a1";
     let created = crate::clock::rfc3339(now - Duration::days(1));
     serde_json::json!({
         "id": format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"),
@@ -134,7 +133,7 @@ pub fn bootstrap_owner_assignment(subscription: &str, principal: &str, now: time
             "createdBy": null,
             "updatedBy": null,
             "delegatedManagedIdentityResourceId": null,
-            "description": "armlet's default service principal owns the default subscription",
+            "description": "the subscription's owner service principal, made with the subscription",
         },
     })
 }
