@@ -63,6 +63,11 @@ enum Command {
         #[arg(long)]
         new_tenant: bool,
     },
+    /// What is due on the simulated clock, soonest first, and what fired lately.
+    Events {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Explain an RBAC decision: may PRINCIPAL do ACTION at SCOPE now, and why (not)?
     Explain {
         #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
@@ -190,6 +195,7 @@ async fn main() -> ExitCode {
         Some(Command::Subscriptions { url, action, name, new_tenant }) => {
             print_result(armlet::cli::subscriptions(&url, &action, name.as_deref(), new_tenant).await)
         }
+        Some(Command::Events { url }) => print_result(armlet::cli::events(&url).await),
         Some(Command::Explain { url, principal, action, scope }) => {
             print_result(armlet::cli::explain(&url, &principal, &action, &scope).await)
         }

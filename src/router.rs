@@ -348,6 +348,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_armlet/reset", post(admin::reset))
         .route("/_armlet/subscriptions", post(admin::subscriptions_create))
         .route("/_armlet/requests", get(admin::requests))
+        .route("/_armlet/events", get(admin::events))
         .route("/_armlet/clock", get(admin::clock_show))
         .route("/_armlet/clock/advance", post(admin::clock_advance))
         .route("/_armlet/clock/freeze", post(admin::clock_freeze))

@@ -86,13 +86,14 @@ impl Settings {
     }
 }
 
-/// The last requests armlet answered, newest last (`GET /_armlet/requests`).
+/// The most recent entries of a log, oldest first: the requests armlet answered
+/// (`GET /_armlet/requests`) and the events that fired (`GET /_armlet/events`).
 #[derive(Default)]
-pub struct RequestLog {
+pub struct RecentLog {
     entries: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
-impl RequestLog {
+impl RecentLog {
     /// How many requests are kept.
     pub const CAPACITY: usize = 1000;
 
@@ -119,7 +120,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub api_versions: Arc<Registry>,
     pub routes: Arc<RouteTable<AppState>>,
-    pub requests: Arc<RequestLog>,
+    pub requests: Arc<RecentLog>,
+    pub events: Arc<RecentLog>,
 }
 
 impl AppState {
@@ -137,7 +139,8 @@ impl AppState {
             settings: Arc::new(settings),
             api_versions: Arc::new(registry),
             routes: Arc::new(crate::router::arm_routes()),
-            requests: Arc::new(RequestLog::default()),
+            requests: Arc::new(RecentLog::default()),
+            events: Arc::new(RecentLog::default()),
         }
     }
 

@@ -100,6 +100,13 @@ async fn persist_and_settle(state: &AppState, before: OffsetDateTime) -> ArmResu
     for (_, principal) in state.db.scan::<ServicePrincipal>("dir/sp/")? {
         let Some(resource_id) = principal.managed_identity_resource_id() else { continue };
         for credential in MiCredential::rotations_between(&principal, before, now) {
+            state.events.record(json!({
+                "kind": "Microsoft.ManagedIdentity/credentialRotation",
+                "subject": resource_id,
+                "due": rfc3339(credential.not_before),
+                "fired": rfc3339(now),
+                "thumbprint": credential.thumbprint,
+            }));
             fired.push((
                 credential.not_before,
                 json!({
@@ -359,6 +366,64 @@ pub async fn requests(
     State(state): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<RequestsQuery>,
 ) -> Json<Value> {
-    let limit = q.limit.unwrap_or(100).min(crate::state::RequestLog::CAPACITY);
+    let limit = q.limit.unwrap_or(100).min(crate::state::RecentLog::CAPACITY);
     Json(json!({ "value": state.requests.recent(limit) }))
+}
+
+/// `GET /_armlet/events[?limit=N]`: what is due on the simulated clock (long-running
+/// operations, credential rotations, role assignments taking or losing effect, secrets
+/// expiring), soonest first, and what fired lately.
+pub async fn events(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<RequestsQuery>,
+) -> ArmResult<Json<Value>> {
+    let now = state.clock.now();
+    let mut pending: Vec<(OffsetDateTime, Value)> = Vec::new();
+    let mut push = |due: OffsetDateTime, kind: &str, subject: &str| {
+        pending.push((due, json!({ "kind": kind, "subject": subject, "due": rfc3339(due) })));
+    };
+    for (_, op) in state.db.scan::<crate::arm::lro::Operation>("op/")? {
+        if !op.is_done() {
+            push(op.due_at, &op.kind, &op.resource_id);
+        }
+    }
+    for (_, principal) in state.db.scan::<ServicePrincipal>("dir/sp/")? {
+        if let Some(resource_id) = principal.managed_identity_resource_id() {
+            let next = MiCredential::current(&principal, now).renew_after;
+            push(next, "Microsoft.ManagedIdentity/credentialRotation", resource_id);
+        }
+        for credential in &principal.password_credentials {
+            if let Some(end) = credential.end_date_time.filter(|end| *end > now) {
+                push(end, "Microsoft.Graph/secretExpiry", &principal.app_id);
+            }
+        }
+    }
+    let delay = state.settings.propagation_delay;
+    for (key, assignment) in state.db.scan::<Value>("res/")? {
+        if !key.contains("/providers/microsoft.authorization/roleassignments/") {
+            continue;
+        }
+        if let Some(grant) = crate::providers::authorization::grant_of(&state, &assignment, None)
+            && grant.effective_from(delay) > now
+        {
+            push(grant.effective_from(delay), "Microsoft.Authorization/roleAssignmentPropagation", &grant.id);
+        }
+    }
+    for (_, tomb) in state.db.scan::<crate::providers::authorization::role_assignments::Tombstone>("ratomb/")? {
+        let fades = tomb.deleted_on + delay;
+        if fades > now {
+            push(
+                fades,
+                "Microsoft.Authorization/roleAssignmentRevocation",
+                tomb.assignment["id"].as_str().unwrap_or_default(),
+            );
+        }
+    }
+    pending.sort_by_key(|(due, _)| *due);
+    let limit = q.limit.unwrap_or(100).min(crate::state::RecentLog::CAPACITY);
+    Ok(Json(json!({
+        "time": rfc3339(now),
+        "pending": pending.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        "fired": state.events.recent(limit),
+    })))
 }

@@ -146,6 +146,28 @@ pub async fn subscriptions(url: &str, action: &str, name: Option<&str>, new_tena
     serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
 }
 
+/// `armlet events`: pending and fired events, one per line.
+pub async fn events(url: &str) -> Result<String, String> {
+    let value = get_json(&format!("{}/_armlet/events", url.trim_end_matches('/'))).await?;
+    let mut out = format!("now {}\npending:\n", value["time"].as_str().unwrap_or_default());
+    let line = |e: &Value| {
+        format!(
+            "  {}  {}  {}\n",
+            e["due"].as_str().unwrap_or_default(),
+            e["kind"].as_str().unwrap_or_default(),
+            e["subject"].as_str().unwrap_or_default()
+        )
+    };
+    for event in value["pending"].as_array().into_iter().flatten() {
+        out.push_str(&line(event));
+    }
+    out.push_str("fired:\n");
+    for event in value["fired"].as_array().into_iter().flatten() {
+        out.push_str(&line(event));
+    }
+    Ok(out)
+}
+
 /// `armlet explain`: the control API's RBAC explanation, pretty-printed.
 pub async fn explain(url: &str, principal: &str, action: &str, scope: &str) -> Result<String, String> {
     let query = form_urlencoded::Serializer::new(String::new())

@@ -28,6 +28,13 @@ pub async fn settle_operations(state: &AppState) -> Result<Vec<Operation>, Store
                 state.db.transact(|tx| op.finish(tx, Err(error), now)).await?
             }
         };
+        state.events.record(serde_json::json!({
+            "kind": done.kind,
+            "subject": done.resource_id,
+            "due": crate::clock::rfc3339(done.due_at),
+            "fired": crate::clock::rfc3339(state.clock.now()),
+            "status": done.status,
+        }));
         settled.push(done);
     }
     Ok(settled)

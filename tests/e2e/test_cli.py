@@ -124,3 +124,15 @@ def test_subscriptions_create_gives_an_isolated_owner(server, tmp_path):
     with urllib.request.urlopen(f"{server.http_url}/_armlet/requests?limit=5", timeout=30) as response:
         log = json.loads(response.read())
     assert any(e["path"].endswith("/resourcegroups/isolated-rg") and e["method"] == "PUT" for e in log["value"]), log
+
+
+def test_events_lists_pending_rotations(server, tmp_path):
+    from conftest import az, az_login, env_for
+
+    env = env_for(server, tmp_path / "events")
+    az_login(env)
+    az(env, "group", "create", "--name", "events-rg", "--location", "westus2")
+    identity = az(env, "identity", "create", "--name", "rotating", "--resource-group", "events-rg").json
+    out = armlet(server, "events").stdout
+    assert "pending:" in out and "fired:" in out, out
+    assert any("credentialRotation" in line and identity["id"] in line for line in out.splitlines()), out

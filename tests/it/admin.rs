@@ -331,3 +331,46 @@ async fn the_request_log_shows_what_clients_sent() {
     assert_eq!(entries[1]["query"], "api-version=2099-01-01");
     assert_eq!(entries[1]["time"], armlet::clock::rfc3339(FROZEN_AT), "times come from the simulated clock");
 }
+
+#[tokio::test]
+async fn events_list_what_is_due_and_what_fired() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    app.put_group(&token, "evented", "westus2").await;
+    let identity = format!(
+        "{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/clocked?api-version=2024-11-30",
+        group_id("evented")
+    );
+    let (status, _, created) =
+        app.send(Method::PUT, &identity, Some(&token), Some(json!({"location": "westus2"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+
+    let (status, events) = app.get_public("/_armlet/events").await;
+    assert_eq!(status, StatusCode::OK);
+    let rotation = events["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "Microsoft.ManagedIdentity/credentialRotation")
+        .unwrap_or_else(|| panic!("no rotation pending: {events}"));
+    assert_eq!(rotation["due"], armlet::clock::rfc3339(FROZEN_AT + Duration::days(46)));
+
+    // Deleting the group is an operation due now; advancing settles it and it moves to fired.
+    let (status, _, _) = app.send(Method::DELETE, &group_uri("evented"), Some(&token), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, before) = app.get_public("/_armlet/events").await;
+    assert!(
+        before["pending"].as_array().unwrap().iter().any(|e| e["kind"] == "Microsoft.Resources/resourceGroups/delete"),
+        "{before}"
+    );
+    let (status, _, _) = app.send(Method::POST, "/_armlet/clock/advance", None, Some(json!({"by": "1s"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, after) = app.get_public("/_armlet/events").await;
+    assert!(
+        !after["pending"].as_array().unwrap().iter().any(|e| e["kind"] == "Microsoft.Resources/resourceGroups/delete")
+    );
+    assert!(
+        after["fired"].as_array().unwrap().iter().any(|e| e["kind"] == "Microsoft.Resources/resourceGroups/delete"),
+        "{after}"
+    );
+}
