@@ -24,6 +24,21 @@ pub enum Scheme {
     Https,
 }
 
+/// `scheme://host[:port]` as the client addressed us (its `Host` header), so absolute URLs
+/// armlet hands out (`nextLink`, operation status, OData contexts) lead back the same way.
+pub fn base_url(scheme: Scheme, headers: &HeaderMap, uri: &Uri) -> String {
+    let scheme = match scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("127.0.0.1");
+    format!("{scheme}://{host}")
+}
+
 /// A matched ARM request.
 #[derive(Debug, Clone)]
 pub struct ArmRequest {
@@ -57,17 +72,7 @@ impl ArmRequest {
 
     /// `scheme://host[:port]` as the client addressed us.
     pub fn base_url(&self) -> String {
-        let scheme = match self.scheme {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        };
-        let host = self
-            .headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| self.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("127.0.0.1");
-        format!("{scheme}://{host}")
+        base_url(self.scheme, &self.headers, &self.uri)
     }
 
     /// This request's absolute URL with `query` replacing its query string.

@@ -22,7 +22,7 @@ use std::future::Future;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde_json::{Map, Value, json};
@@ -78,17 +78,7 @@ impl GraphRequest {
 
     /// `scheme://host[:port]` as the client addressed us.
     pub fn base_url(&self) -> String {
-        let scheme = match self.scheme {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        };
-        let host = self
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| self.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("127.0.0.1");
-        format!("{scheme}://{host}")
+        crate::arm::request::base_url(self.scheme, &self.headers, &self.uri)
     }
 
     /// `@odata.context` for `fragment`, e.g. `servicePrincipals/$entity`.
