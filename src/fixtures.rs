@@ -121,6 +121,54 @@ pub fn defaults() -> &'static Defaults {
     DEFAULTS.get_or_init(|| parse("defaults.json", include_str!("../fixtures/defaults.json")))
 }
 
+/// Supported Kubernetes versions (`fixtures/kubernetes_versions.json`): what
+/// `ManagedClusters_ListKubernetesVersions` lists and what an empty `kubernetesVersion` means.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesVersions {
+    pub default: String,
+    pub versions: Vec<KubernetesMinor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesMinor {
+    /// `major.minor`.
+    pub version: String,
+    /// Full patch versions, oldest first.
+    pub patches: Vec<String>,
+    #[serde(default)]
+    pub is_preview: bool,
+    pub support_plans: Vec<String>,
+}
+
+pub fn kubernetes_versions() -> &'static KubernetesVersions {
+    static VERSIONS: OnceLock<KubernetesVersions> = OnceLock::new();
+    VERSIONS.get_or_init(|| parse("kubernetes_versions.json", include_str!("../fixtures/kubernetes_versions.json")))
+}
+
+/// The node image (VHD) catalog (`fixtures/node_images.json`): one image name prefix per OS
+/// SKU and the release dates of node image versions; a version exists once the simulated
+/// clock has reached its release date.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeImageCatalog {
+    pub os_skus: std::collections::BTreeMap<String, String>,
+    pub releases: Vec<NodeImageRelease>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeImageRelease {
+    pub version: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub released: time::OffsetDateTime,
+}
+
+pub fn node_images() -> &'static NodeImageCatalog {
+    static IMAGES: OnceLock<NodeImageCatalog> = OnceLock::new();
+    IMAGES.get_or_init(|| parse("node_images.json", include_str!("../fixtures/node_images.json")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +187,12 @@ mod tests {
         assert_eq!(region("West US 2").unwrap().name, "westus2");
         assert!(providers().iter().any(|p| p.namespace == "Microsoft.Resources" && p.arm_owned));
         assert_eq!(defaults().tenant.default_domain, "armlet.onmicrosoft.com");
+        let k8s = kubernetes_versions();
+        assert!(k8s.versions.iter().any(|v| v.version == k8s.default && !v.is_preview));
+        assert!(k8s.versions.iter().all(|v| !v.patches.is_empty()));
+        let images = node_images();
+        assert!(images.os_skus.contains_key("Ubuntu"));
+        assert!(images.releases.windows(2).all(|w| w[0].released < w[1].released));
         for (name, id) in
             [("Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"), ("AcrPull", "7f951dda-4ed3-4680-a7ca-43fe172d538d")]
         {

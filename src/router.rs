@@ -17,6 +17,10 @@ use crate::arm::resource_id::segments;
 use crate::arm::{ArmError, ArmRequest, ArmResult, headers};
 use crate::auth::{bearer, entra, imds};
 use crate::providers::authorization::{self as authz, role_assignments as ra, role_definitions as rd};
+use crate::providers::container_service::{
+    agent_pools as ap, credentials as aks_credentials, kubernetes_versions, managed_clusters as mc, nodes as aks_nodes,
+    operations as aks_operations,
+};
 use crate::providers::managed_identity::{
     federated_identity_credentials as fic, system_assigned_identities as sai, user_assigned_identities as uai,
 };
@@ -150,6 +154,161 @@ pub fn arm_routes() -> RouteTable<AppState> {
     t.add(Method::PUT, credential, FIC, "FederatedIdentityCredentials_CreateOrUpdate", h!(fic::create_or_update));
     t.add(Method::GET, credential, FIC, "FederatedIdentityCredentials_Get", h!(fic::get));
     t.add(Method::DELETE, credential, FIC, "FederatedIdentityCredentials_Delete", h!(fic::delete));
+    // ---- Microsoft.ContainerService ----
+    const MC: &str = "Microsoft.ContainerService/managedClusters";
+    const AP: &str = "Microsoft.ContainerService/managedClusters/agentPools";
+    macro_rules! aks_location {
+        ($tail:literal) => {
+            concat!("/subscriptions/{subscriptionId}/providers/Microsoft.ContainerService/locations/{location}", $tail)
+        };
+    }
+    macro_rules! cluster {
+        ($tail:literal) => {
+            concat!(
+                "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerService/managedClusters/{resourceName}",
+                $tail
+            )
+        };
+    }
+    t.add(
+        Method::GET,
+        aks_location!("/kubernetesVersions"),
+        "Microsoft.ContainerService/locations/kubernetesVersions",
+        "ManagedClusters_ListKubernetesVersions",
+        h!(kubernetes_versions::list_kubernetes_versions),
+    );
+    t.add(
+        Method::GET,
+        aks_location!("/operations/{operationId}"),
+        "Microsoft.ContainerService/locations/operations",
+        "OperationStatusResult_Get",
+        h!(aks_operations::get_operation_status),
+    );
+    t.add(
+        Method::GET,
+        aks_location!("/operationresults/{operationId}"),
+        "Microsoft.ContainerService/locations/operationresults",
+        "OperationResults_Get",
+        h!(aks_operations::get_operation_result),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/providers/Microsoft.ContainerService/managedClusters",
+        MC,
+        "ManagedClusters_List",
+        h!(mc::list),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerService/managedClusters",
+        MC,
+        "ManagedClusters_ListByResourceGroup",
+        h!(mc::list_by_resource_group),
+    );
+    t.add(Method::PUT, cluster!(""), MC, "ManagedClusters_CreateOrUpdate", h!(mc::create_or_update));
+    t.add(Method::GET, cluster!(""), MC, "ManagedClusters_Get", h!(mc::get));
+    t.add(Method::PATCH, cluster!(""), MC, "ManagedClusters_UpdateTags", h!(mc::update_tags));
+    t.add(Method::DELETE, cluster!(""), MC, "ManagedClusters_Delete", h!(mc::delete));
+    t.add(
+        Method::GET,
+        cluster!("/upgradeProfiles/default"),
+        MC,
+        "ManagedClusters_GetUpgradeProfile",
+        h!(mc::get_upgrade_profile),
+    );
+    t.add(
+        Method::POST,
+        cluster!("/listClusterUserCredential"),
+        MC,
+        "ManagedClusters_ListClusterUserCredentials",
+        h!(aks_credentials::list_cluster_user_credentials),
+    );
+    t.add(
+        Method::POST,
+        cluster!("/listClusterAdminCredential"),
+        MC,
+        "ManagedClusters_ListClusterAdminCredentials",
+        h!(aks_credentials::list_cluster_admin_credentials),
+    );
+    t.add(
+        Method::POST,
+        cluster!("/listClusterMonitoringUserCredential"),
+        MC,
+        "ManagedClusters_ListClusterMonitoringUserCredentials",
+        h!(aks_credentials::list_cluster_monitoring_user_credentials),
+    );
+    t.add(Method::POST, cluster!("/stop"), MC, "ManagedClusters_Stop", h!(mc::stop));
+    t.add(Method::POST, cluster!("/start"), MC, "ManagedClusters_Start", h!(mc::start));
+    t.add(
+        Method::POST,
+        cluster!("/rotateClusterCertificates"),
+        MC,
+        "ManagedClusters_RotateClusterCertificates",
+        h!(mc::rotate_cluster_certificates),
+    );
+    t.add(
+        Method::POST,
+        cluster!("/resetServicePrincipalProfile"),
+        MC,
+        "ManagedClusters_ResetServicePrincipalProfile",
+        h!(mc::reset_service_principal_profile),
+    );
+    // Operations armlet does not emulate: a clear error rather than "no such type".
+    t.add(Method::POST, cluster!("/runCommand"), MC, "ManagedClusters_RunCommand", h!(mc::not_emulated));
+    t.add(
+        Method::GET,
+        cluster!("/commandResults/{commandId}"),
+        MC,
+        "ManagedClusters_GetCommandResult",
+        h!(mc::not_emulated),
+    );
+    t.add(Method::POST, cluster!("/abort"), MC, "ManagedClusters_AbortLatestOperation", h!(mc::not_emulated));
+    t.add(
+        Method::POST,
+        cluster!("/rotateServiceAccountSigningKeys"),
+        MC,
+        "ManagedClusters_RotateServiceAccountSigningKeys",
+        h!(mc::not_emulated),
+    );
+    t.add(Method::POST, cluster!("/resetAADProfile"), MC, "ManagedClusters_ResetAADProfile", h!(mc::not_emulated));
+    t.add(Method::GET, cluster!("/agentPools"), AP, "AgentPools_List", h!(ap::list));
+    t.add(
+        Method::PUT,
+        cluster!("/agentPools/{agentPoolName}"),
+        AP,
+        "AgentPools_CreateOrUpdate",
+        h!(ap::create_or_update),
+    );
+    t.add(Method::GET, cluster!("/agentPools/{agentPoolName}"), AP, "AgentPools_Get", h!(ap::get));
+    t.add(Method::DELETE, cluster!("/agentPools/{agentPoolName}"), AP, "AgentPools_Delete", h!(ap::delete));
+    t.add(
+        Method::GET,
+        cluster!("/agentPools/{agentPoolName}/upgradeProfiles/default"),
+        AP,
+        "AgentPools_GetUpgradeProfile",
+        h!(ap::get_upgrade_profile),
+    );
+    t.add(
+        Method::POST,
+        cluster!("/agentPools/{agentPoolName}/upgradeNodeImageVersion"),
+        AP,
+        "AgentPools_UpgradeNodeImageVersion",
+        h!(ap::upgrade_node_image_version),
+    );
+    t.add(
+        Method::GET,
+        cluster!("/agentPools/{agentPoolName}/machines"),
+        AP,
+        "Machines_List",
+        h!(aks_nodes::list_machines),
+    );
+    t.add(
+        Method::GET,
+        cluster!("/agentPools/{agentPoolName}/machines/{machineName}"),
+        AP,
+        "Machines_Get",
+        h!(aks_nodes::get_machine),
+    );
     // ---- extension resources at any scope (last: `{scope}` matches anything) ----
     const RA: &str = "Microsoft.Authorization/roleAssignments";
     const RD: &str = "Microsoft.Authorization/roleDefinitions";
@@ -349,6 +508,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_armlet/subscriptions", post(admin::subscriptions_create))
         .route("/_armlet/requests", get(admin::requests))
         .route("/_armlet/events", get(admin::events))
+        .route("/_armlet/clusters/{*path}", get(admin::cluster_nodes))
         .route("/_armlet/clock", get(admin::clock_show))
         .route("/_armlet/clock/advance", post(admin::clock_advance))
         .route("/_armlet/clock/freeze", post(admin::clock_freeze))

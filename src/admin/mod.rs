@@ -427,3 +427,16 @@ pub async fn events(
         "fired": state.events.recent(limit),
     })))
 }
+
+/// `GET /_armlet/clusters/{cluster resource id}/nodes`: a cluster's nodes with the node image
+/// each runs and the credential its kubelet uses (what ARM cannot show).
+pub async fn cluster_nodes(
+    State(state): State<AppState>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> ArmResult<Json<Value>> {
+    let Some(id) = path.strip_suffix("/nodes") else {
+        return Err(crate::arm_error!(NotFound, "Use GET /_armlet/clusters/{{cluster resource id}}/nodes."));
+    };
+    let id = format!("/{}", id.trim_start_matches('/'));
+    Ok(Json(crate::providers::container_service::nodes::admin_list(&state, &id)?))
+}

@@ -56,9 +56,14 @@ impl Grant {
 }
 
 /// Case-insensitive glob where `*` matches any run of characters (including `/`), as ARM
-/// matches `Microsoft.Compute/*/read` or `*`.
+/// matches `Microsoft.Compute/*/read` or `*`; a `/*/` segment also matches no segment at all,
+/// which is how Managed Identity Operator's `userAssignedIdentities/*/assign/action` grants
+/// `userAssignedIdentities/assign/action`.
 pub fn matches(pattern: &str, action: &str) -> bool {
     fn go(p: &[u8], a: &[u8]) -> bool {
+        if p.starts_with(b"/*/") && go(&p[2..], a) {
+            return true;
+        }
         match p.split_first() {
             None => a.is_empty(),
             Some((b'*', rest)) => (0..=a.len()).any(|i| go(rest, &a[i..])),
@@ -169,6 +174,14 @@ mod tests {
         ));
         assert!(matches("Microsoft.Authorization/*/Write", "Microsoft.Authorization/roleAssignments/write"));
         assert!(!matches("Microsoft.Network/*", "Microsoft.Compute/disks/read"));
+        assert!(matches(
+            "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
+        ));
+        assert!(!matches(
+            "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/write"
+        ));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! after the swagger operationIds.
 
 pub mod authorization;
+pub mod container_service;
 pub mod managed_identity;
 pub mod resources;
 
@@ -18,6 +19,9 @@ pub async fn settle_operations(state: &AppState) -> Result<Vec<Operation>, Store
         let done = match op.kind.as_str() {
             resources::resource_groups::DELETE_OPERATION => {
                 resources::resource_groups::complete_delete(state, op).await?
+            }
+            kind if kind.starts_with("Microsoft.ContainerService/") => {
+                container_service::managed_clusters::complete(state, op).await?
             }
             other => {
                 let error = ArmError::new(

@@ -143,6 +143,12 @@ impl Db {
         scan_decoded(self.store.as_ref(), prefix)
     }
 
+    /// A read-only view through the transaction API, so that code reading inside and outside
+    /// transactions is the same; anything written through it is discarded.
+    pub fn reader(&self) -> Tx<'_> {
+        Tx { store: self.store.as_ref(), batch: Batch::default() }
+    }
+
     /// Runs `f` as a serialisable transaction, applies its writes atomically and returns once
     /// they are durable. If `f` fails nothing is written.
     pub async fn transact<R, E>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>) -> Result<R, E>

@@ -207,6 +207,54 @@ pub async fn create(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     crate::arm::json(StatusCode::CREATED, assignment)
 }
 
+/// Makes sure `principal_id` holds the built-in role `role_guid` at `scope`, the way a
+/// resource provider grants its own identities (AKS's default role assignments). Like any
+/// new assignment it takes effect after the propagation delay.
+pub fn ensure_in(
+    tx: &mut Tx<'_>,
+    scope: &str,
+    role_guid: &str,
+    principal_id: &str,
+    now: OffsetDateTime,
+    description: &str,
+) -> Result<(), StoreError> {
+    let exists = all(tx)?.iter().any(|a| {
+        let p = &a["properties"];
+        p["principalId"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(principal_id))
+            && p["roleDefinitionId"].as_str().is_some_and(|x| x.to_lowercase().ends_with(&role_guid.to_lowercase()))
+            && p["scope"].as_str().is_some_and(|x| key(x) == key(scope))
+    });
+    if exists {
+        return Ok(());
+    }
+    let name = uuid::Uuid::new_v4().to_string();
+    let id = assignment_id(scope, &name);
+    let now_text = rfc3339(now);
+    let assignment = json!({
+        "id": id,
+        "name": name,
+        "type": TYPE,
+        "properties": {
+            "roleDefinitionId": format!(
+                "{}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}",
+                super::role_definitions::id_prefix(scope)
+            ),
+            "principalId": principal_id,
+            "principalType": "ServicePrincipal",
+            "scope": scope,
+            "condition": null,
+            "conditionVersion": null,
+            "createdOn": now_text,
+            "updatedOn": now_text,
+            "createdBy": null,
+            "updatedBy": null,
+            "delegatedManagedIdentityResourceId": null,
+            "description": description,
+        },
+    });
+    tx.put(storage_key(&id), &assignment)
+}
+
 fn not_found(name: &str) -> ArmError {
     arm_error!(RoleAssignmentNotFound, "The role assignment '{name}' is not found.")
 }

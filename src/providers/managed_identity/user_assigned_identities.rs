@@ -18,7 +18,9 @@ use crate::directory::ServicePrincipal;
 use crate::providers::authorization::role_assignments;
 use crate::providers::resources::subscriptions::Subscription;
 use crate::state::AppState;
+use crate::store::{StoreError, Tx};
 use crate::{arm_error, fixtures};
+use time::OffsetDateTime;
 
 pub const TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
 
@@ -253,25 +255,71 @@ pub async fn update(state: AppState, req: ArmRequest) -> ArmResult<Response> {
 pub async fn delete(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let id = identity_id(req.param("subscriptionId"), req.param("resourceGroupName"), req.param("resourceName"));
     let now = state.clock.now();
-    let existed = state
-        .db
-        .transact(|tx| -> ArmResult<bool> {
-            let Some(identity) = tx.get::<Value>(&storage_key(&id))? else {
-                return Ok(false);
-            };
-            let stored_id = identity["id"].as_str().unwrap_or(&id).to_owned();
-            if let Some(principal) = ServicePrincipal::find_by_resource_id_in(tx, &stored_id)? {
-                principal.remove(tx);
-                role_assignments::remove_for_principal(tx, &principal.id, now)?;
-            }
-            for (key, _) in tx.scan::<Value>(&storage_prefix_under(&stored_id))? {
-                tx.delete(key);
-            }
-            tx.delete(storage_key(&stored_id));
-            Ok(true)
-        })
-        .await?;
+    let existed = state.db.transact(|tx| delete_in(tx, &id, now)).await?;
     Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT }.into_response())
+}
+
+/// Deletes an identity with its service principal, role assignments and federated
+/// credentials; false when there was none.
+pub fn delete_in(tx: &mut Tx<'_>, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+    let Some(identity) = tx.get::<Value>(&storage_key(id))? else {
+        return Ok(false);
+    };
+    let stored_id = identity["id"].as_str().unwrap_or(id).to_owned();
+    if let Some(principal) = ServicePrincipal::find_by_resource_id_in(tx, &stored_id)? {
+        principal.remove(tx);
+        role_assignments::remove_for_principal(tx, &principal.id, now)?;
+    }
+    for (key, _) in tx.scan::<Value>(&storage_prefix_under(&stored_id))? {
+        tx.delete(key);
+    }
+    tx.delete(storage_key(&stored_id));
+    Ok(true)
+}
+
+/// Creates an identity on another resource provider's behalf (AKS's kubelet and add-on
+/// identities), or returns the one already there.
+#[allow(clippy::too_many_arguments)]
+pub fn create_for_provider(
+    tx: &mut Tx<'_>,
+    subscription: &str,
+    group: &str,
+    name: &str,
+    location: &str,
+    tenant_id: &str,
+    created_by: &str,
+    now: OffsetDateTime,
+) -> Result<Value, StoreError> {
+    let id = identity_id(subscription, group, name);
+    if let Some(existing) = tx.get::<Value>(&storage_key(&id))? {
+        return Ok(existing);
+    }
+    let principal = new_principal(&id, name, tenant_id, true, now);
+    principal.save(tx)?;
+    let now_text = rfc3339(now);
+    let identity = json!({
+        "id": id,
+        "name": name,
+        "type": TYPE,
+        "location": location,
+        "tags": {},
+        "properties": {
+            "tenantId": principal.tenant_id,
+            "principalId": principal.id,
+            "clientId": principal.app_id,
+            "isolationScope": "None",
+        },
+        "systemData": {
+            "createdBy": created_by,
+            "createdByType": "Application",
+            "createdAt": now_text,
+            "lastModifiedBy": created_by,
+            "lastModifiedByType": "Application",
+            "lastModifiedAt": now_text,
+        },
+    });
+    tx.put(storage_key(&id), &identity)?;
+    Ok(identity)
 }
 
 fn list_from(state: &AppState, req: &ArmRequest, prefix: &str) -> ArmResult<Response> {

@@ -238,6 +238,13 @@ pub async fn complete_delete(state: &AppState, op: Operation) -> Result<Operatio
         .db
         .transact(|tx| {
             for (key, resource) in tx.scan::<Value>(&storage_prefix_under(&op.resource_id))? {
+                // A cluster takes its node resource group and everything AKS made with it.
+                if resource["type"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(crate::providers::container_service::CLUSTER_TYPE))
+                {
+                    crate::providers::container_service::managed_clusters::teardown(tx, &resource, now)?;
+                }
                 // Identities (user- or system-assigned) leave the directory with their resource.
                 if let Some(id) = resource["id"].as_str()
                     && let Some(principal) = ServicePrincipal::find_by_resource_id_in(tx, id)?
