@@ -189,7 +189,8 @@ impl AppState {
                         now,
                         None,
                     )],
-                    created_date_time: now,
+                    // Made "a day ago", like its Owner assignment: it has long replicated.
+                    created_date_time: now - time::Duration::days(1),
                 }
                 .save(tx)?;
                 let owner = crate::providers::authorization::bootstrap_owner_assignment(

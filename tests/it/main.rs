@@ -6,5 +6,6 @@ mod admin;
 mod arm_core;
 mod auth;
 mod authorization;
+mod container_service;
 mod durability;
 mod resources;
