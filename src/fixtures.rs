@@ -147,21 +147,18 @@ pub fn kubernetes_versions() -> &'static KubernetesVersions {
     VERSIONS.get_or_init(|| parse("kubernetes_versions.json", include_str!("../fixtures/kubernetes_versions.json")))
 }
 
-/// The node image (VHD) catalog (`fixtures/node_images.json`): one image name prefix per OS
-/// SKU and the release dates of node image versions; a version exists once the simulated
-/// clock has reached its release date.
+/// The node image (VHD) release schedule (`fixtures/node_images.json`): one image name prefix
+/// per OS SKU, a release every `cadenceDays` from `firstRelease`, each rolled out region by
+/// region over `rolloutHours` following `rings` (regions in no ring come last).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeImageCatalog {
     pub os_skus: std::collections::BTreeMap<String, String>,
-    pub releases: Vec<NodeImageRelease>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct NodeImageRelease {
-    pub version: String,
     #[serde(with = "time::serde::rfc3339")]
-    pub released: time::OffsetDateTime,
+    pub first_release: time::OffsetDateTime,
+    pub cadence_days: i64,
+    pub rollout_hours: i64,
+    pub rings: Vec<Vec<String>>,
 }
 
 pub fn node_images() -> &'static NodeImageCatalog {
@@ -192,7 +189,8 @@ mod tests {
         assert!(k8s.versions.iter().all(|v| !v.patches.is_empty()));
         let images = node_images();
         assert!(images.os_skus.contains_key("Ubuntu"));
-        assert!(images.releases.windows(2).all(|w| w[0].released < w[1].released));
+        assert!(images.cadence_days > 0 && images.rollout_hours >= 0);
+        assert!(images.rings.iter().flatten().all(|r| region(r).is_some()), "rings name known regions");
         for (name, id) in
             [("Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"), ("AcrPull", "7f951dda-4ed3-4680-a7ca-43fe172d538d")]
         {

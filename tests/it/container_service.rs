@@ -149,7 +149,8 @@ async fn create_answers_with_an_lro_and_fills_aks_defaults() {
     assert_eq!(pool["orchestratorVersion"], p["kubernetesVersion"]);
     assert_eq!(pool["currentOrchestratorVersion"], p["currentKubernetesVersion"]);
     assert_eq!(pool["provisioningState"], "Succeeded");
-    let expected_image = armlet::providers::container_service::latest_node_image("Ubuntu", FROZEN_AT);
+    let expected_image =
+        armlet::providers::container_service::node_images::Catalog::default().latest("Ubuntu", "westus2", FROZEN_AT);
     assert_eq!(pool["nodeImageVersion"], expected_image.as_str());
     // The kubelet identity is a real identity in the node group, owned by the cluster.
     let kubelet = &p["identityProfile"]["kubeletidentity"];
@@ -595,9 +596,28 @@ async fn node_image_upgrades_only_consume_a_newer_released_image() {
     let (status, headers, body) = app.send(Method::POST, &upgrade, Some(&token), None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["properties"]["provisioningState"], "UpgradingNodeImageVersion");
-    poll(&app, &token, &headers).await;
-    let (_, nodes) = app.get_public(&format!("/_armlet/clusters{}/nodes", cluster["id"].as_str().unwrap())).await;
-    assert!(nodes["value"].as_array().unwrap().iter().all(|n| n["nodeImageVersion"] == latest.as_str()));
+    // Node by node (maxSurge 10% of 3 = 1), one second each on the simulated clock.
+    let nodes_uri = format!("/_armlet/clusters{}/nodes", cluster["id"].as_str().unwrap());
+    assert_eq!(poll(&app, &token, &headers).await["status"], "InProgress");
+    let (_, nodes) = app.get_public(&nodes_uri).await;
+    let cordoned: Vec<bool> = nodes["value"].as_array().unwrap().iter().map(|n| n["cordoned"] == true).collect();
+    assert_eq!(cordoned, [true, false, false], "{nodes}");
+    advance(&app, "1s").await;
+    let (_, nodes) = app.get_public(&nodes_uri).await;
+    assert_eq!(nodes["value"][0]["nodeImageVersion"], latest.as_str());
+    assert_eq!(nodes["value"][1]["cordoned"], true);
+    assert_eq!(nodes["value"][2]["nodeImageVersion"], before.as_str());
+    advance(&app, "2s").await;
+    assert_eq!(poll(&app, &token, &headers).await["status"], "Succeeded");
+    let (_, nodes) = app.get_public(&nodes_uri).await;
+    for node in nodes["value"].as_array().unwrap() {
+        assert_eq!(node["nodeImageVersion"], latest.as_str());
+        assert_eq!(node["ready"], true);
+        assert_eq!(node["downtime"].as_array().unwrap().len(), 1, "each node went down once: {node}");
+    }
+    let (_, cluster) = app.get(&cluster_uri("vhd", "c1"), &token).await;
+    assert_eq!(cluster["properties"]["agentPoolProfiles"][0]["nodeImageVersion"], latest.as_str());
+    assert_eq!(cluster["properties"]["agentPoolProfiles"][0]["provisioningState"], "Succeeded");
 }
 
 #[tokio::test]
@@ -672,4 +692,87 @@ async fn bad_bodies_lose_nothing() {
     assert!(armlet::providers::managed_identity::user_assigned_identities::TYPE.contains("userAssigned"));
     let (status, body) = app.get(&cluster_uri("bad", "c1"), &token).await;
     assert_arm_error(status, &body, StatusCode::NOT_FOUND, "ResourceNotFound");
+}
+
+#[tokio::test]
+async fn a_migrated_cluster_keeps_the_service_principal_on_its_nodes_until_a_newer_image() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    let mut body = az_create_body();
+    body.as_object_mut().unwrap().remove("identity");
+    body["properties"]["servicePrincipalProfile"] = json!({ "clientId": client_id(), "secret": client_secret() });
+    let cluster = create_and_wait(&app, &token, "mig", "c1", body).await;
+    let nodes_uri = format!("/_armlet/clusters{}/nodes", cluster["id"].as_str().unwrap());
+
+    // `az aks update --enable-managed-identity`: the GET body echoed with a system identity.
+    let mut update = cluster.clone();
+    update["identity"] = json!({ "type": "SystemAssigned" });
+    let (status, headers, body) = app.send(Method::PUT, &cluster_uri("mig", "c1"), Some(&token), Some(update)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    poll(&app, &token, &headers).await;
+    let (_, migrated) = app.get(&cluster_uri("mig", "c1"), &token).await;
+    assert_eq!(migrated["properties"]["servicePrincipalProfile"], json!({ "clientId": "msi" }));
+    assert_eq!(migrated["identity"]["type"], "SystemAssigned");
+    assert!(migrated["properties"].get("identityProfile").is_none(), "no kubelet identity before a reimage");
+    let (_, nodes) = app.get_public(&nodes_uri).await;
+    assert!(nodes["value"].as_array().unwrap().iter().all(|n| n["kubelet"]["type"] == "ServicePrincipal"));
+
+    // An echo of the migrated body keeps it that way, and so does an upgrade with no newer image.
+    let (_, headers, _) = app.send(Method::PUT, &cluster_uri("mig", "c1"), Some(&token), Some(migrated.clone())).await;
+    poll(&app, &token, &headers).await;
+    let upgrade = cluster_path("mig", "c1", "/agentPools/nodepool1/upgradeNodeImageVersion");
+    let (status, _, _) = app.send(Method::POST, &upgrade, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, nodes) = app.get_public(&nodes_uri).await;
+    assert!(
+        nodes["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["kubelet"]["type"] == "ServicePrincipal" && n["downtime"] == json!([]))
+    );
+
+    // Once a newer image has reached westus2, the upgrade moves every node to {cluster}-agentpool.
+    advance(&app, "15d").await;
+    let (status, headers, _) = app.send(Method::POST, &upgrade, Some(&token), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    advance(&app, "3s").await;
+    assert_eq!(poll(&app, &token, &headers).await["status"], "Succeeded");
+    let (_, upgraded) = app.get(&cluster_uri("mig", "c1"), &token).await;
+    let kubelet = &upgraded["properties"]["identityProfile"]["kubeletidentity"];
+    assert!(kubelet["resourceId"].as_str().unwrap().ends_with("/userAssignedIdentities/c1-agentpool"), "{upgraded}");
+    let (_, nodes) = app.get_public(&nodes_uri).await;
+    for node in nodes["value"].as_array().unwrap() {
+        assert_eq!(node["kubelet"]["type"], "ManagedIdentity");
+        assert_eq!(node["kubelet"]["clientId"], kubelet["clientId"]);
+        assert_eq!(node["downtime"][0]["reason"], "node image upgrade");
+    }
+}
+
+#[tokio::test]
+async fn updating_the_kubelet_identity_reimages_every_node() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    let control = new_identity(&app, &token, "kub", "myIdentity").await;
+    let kubelet = new_identity(&app, &token, "kub", "myKubeletIdentity").await;
+    let control_id = control["id"].as_str().unwrap();
+    let cluster = create_and_wait(&app, &token, "kub", "c1", user_assigned(control_id, None)).await;
+    grant(&app, &token, kubelet["id"].as_str().unwrap(), MIO, control["properties"]["principalId"].as_str().unwrap())
+        .await;
+    advance(&app, "11s").await;
+    let mut update = cluster.clone();
+    update["properties"]["identityProfile"] = json!({ "kubeletidentity": { "resourceId": kubelet["id"] } });
+    let (status, headers, body) = app.send(Method::PUT, &cluster_uri("kub", "c1"), Some(&token), Some(update)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(poll(&app, &token, &headers).await["status"], "InProgress", "nodes are rolling");
+    advance(&app, "3s").await;
+    assert_eq!(poll(&app, &token, &headers).await["status"], "Succeeded");
+    let (_, nodes) = app.get_public(&format!("/_armlet/clusters{}/nodes", cluster["id"].as_str().unwrap())).await;
+    for node in nodes["value"].as_array().unwrap() {
+        assert_eq!(node["kubelet"]["clientId"], kubelet["properties"]["clientId"]);
+        assert_eq!(node["downtime"][0]["reason"], "kubelet identity change");
+    }
+    // AKS's own kubelet identity is gone.
+    let old = cluster["properties"]["identityProfile"]["kubeletidentity"]["resourceId"].as_str().unwrap();
+    assert_eq!(app.get(&format!("{old}?api-version=2024-11-30"), &token).await.0, StatusCode::NOT_FOUND);
 }

@@ -9,14 +9,17 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::node_images::{self, Catalog};
 use super::{
-    AGENT_POOL_TYPE, ClusterInternals, cluster_id, is_busy, latest_node_image, load_cluster, nodes, not_found,
-    recent_node_images, resolve_version, start_operation, upgrades_from, version_tuple,
+    AGENT_POOL_TYPE, ClusterInternals, cluster_id, is_busy, load_cluster, nodes, not_found, resolve_version,
+    start_operation, upgrades_from, version_tuple,
 };
 use crate::arm::paging::page;
 use crate::arm::resource_id::storage_key;
 use crate::arm::{ArmError, ArmRequest, ArmResult};
 use crate::arm_error;
+use crate::providers::managed_identity::user_assigned_identities as uai;
+use crate::providers::resources::subscriptions::Subscription;
 use crate::state::AppState;
 use crate::store::{StoreError, Tx};
 
@@ -62,14 +65,23 @@ fn ensure(map: &mut Map<String, Value>, field: &str, value: Value) {
     }
 }
 
+/// What filling a pool's defaults depends on.
+pub struct PoolContext<'a> {
+    /// The control plane's Kubernetes version: (as written, full patch).
+    pub control_plane: (&'a str, &'a str),
+    pub catalog: &'a Catalog,
+    pub location: &'a str,
+    pub now: OffsetDateTime,
+}
+
 /// One pool as AKS stores it: the request with AKS's defaults filled and read-only fields
 /// recomputed. `previous` is the stored pool when this is an update.
 pub fn complete_profile(
     requested: &Map<String, Value>,
     previous: Option<&Value>,
-    control_plane: (&str, &str),
-    now: OffsetDateTime,
+    ctx: &PoolContext<'_>,
 ) -> ArmResult<Value> {
+    let (control_plane, now) = (ctx.control_plane, ctx.now);
     let mut pool = requested.clone();
     let name = text(&pool, "name").unwrap_or_default().to_owned();
     let previous_field = |field: &str| previous.map(|p| p[field].clone()).filter(|v| !v.is_null());
@@ -155,7 +167,7 @@ pub fn complete_profile(
         .and_then(|p| p["nodeImageVersion"].as_str().map(str::to_owned));
     let image = match (text(&pool, "nodeImageVersion"), previous_image) {
         (Some(wanted), Some(prev)) if wanted != prev => {
-            if !recent_node_images(&os_sku, now).iter().any(|v| v == wanted) {
+            if !ctx.catalog.recent(&os_sku, ctx.location, now).iter().any(|v| v == wanted) {
                 return Err(arm_error!(
                     InvalidParameter,
                     "The node image version '{wanted}' is not allowed for agent pool '{name}': only recently released versions may be set."
@@ -164,7 +176,7 @@ pub fn complete_profile(
             wanted.to_owned()
         }
         (_, Some(prev)) => prev,
-        (_, None) => latest_node_image(&os_sku, now),
+        (_, None) => ctx.catalog.latest(&os_sku, ctx.location, now),
     };
     pool.insert("count".into(), json!(count));
     pool.insert("mode".into(), json!(mode));
@@ -221,9 +233,8 @@ pub fn complete_profile(
 pub fn apply_profiles(
     requested: &Value,
     previous: &[Value],
-    control_plane: (&str, &str),
+    ctx: &PoolContext<'_>,
     state_label: &str,
-    now: OffsetDateTime,
 ) -> ArmResult<Vec<Value>> {
     let requested = match requested {
         Value::Null if !previous.is_empty() => return Ok(previous.to_vec()),
@@ -241,7 +252,7 @@ pub fn apply_profiles(
             return Err(arm_error!(InvalidParameter, "Agent pool name '{name}' is used more than once."));
         }
         let before = previous.iter().find(|p| p["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)));
-        let mut pool = complete_profile(map, before, control_plane, now)?;
+        let mut pool = complete_profile(map, before, ctx)?;
         pool["provisioningState"] = json!(if before.is_some() { state_label } else { "Creating" });
         pools.push(pool);
     }
@@ -310,8 +321,31 @@ fn check_cluster_idle(cluster: &Value) -> ArmResult<()> {
     Ok(())
 }
 
-/// `AgentPools_CreateOrUpdate`: 201 (new pool, `Creating`) or 200 (`Updating`/`Scaling`),
-/// completed by the operation.
+/// Plans a rolling reimage of `pool`'s nodes onto its profile (batches of `maxSurge`, one
+/// [`super::NODE_REIMAGE_STEP`] each) and returns when the last node is back.
+pub fn roll_pool(
+    internals: &mut ClusterInternals,
+    cluster: &Value,
+    pool: &Value,
+    now: OffsetDateTime,
+    kubelet: Option<nodes::KubeletCredential>,
+    reason: &str,
+) -> OffsetDateTime {
+    let name = pool["name"].as_str().unwrap_or_default();
+    let count = internals.nodes.iter().filter(|n| n.pool == name).count();
+    let batch = nodes::batch_size(pool["upgradeSettings"]["maxSurge"].as_str().unwrap_or("10%"), count);
+    let _ = cluster;
+    let target = nodes::ReimageTarget {
+        image: pool["nodeImageVersion"].as_str().unwrap_or_default(),
+        kubernetes_version: pool["currentOrchestratorVersion"].as_str().unwrap_or_default(),
+        kubelet,
+        reason,
+    };
+    nodes::plan_reimage(internals, name, batch, now, super::NODE_REIMAGE_STEP, &target)
+}
+
+/// `AgentPools_CreateOrUpdate`: 201 (new pool, `Creating`) or 200 (`Updating`, `Scaling`,
+/// `Upgrading`), completed by the operation; a version change reimages node by node.
 pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let name = req.param("agentPoolName").to_owned();
     let body: Option<Value> = req.json()?;
@@ -339,9 +373,17 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
                 return Err(super::operation_in_progress(prev["provisioningState"].as_str().unwrap_or_default()));
             }
             let (version, current) = cluster_version(&cluster);
-            let mut pool = complete_profile(&props, previous.as_ref(), (&version, &current), now)?;
+            let location = cluster["location"].as_str().unwrap_or_default().to_owned();
+            let catalog = Catalog::load(tx)?;
+            let ctx = PoolContext { control_plane: (&version, &current), catalog: &catalog, location: &location, now };
+            let mut pool = complete_profile(&props, previous.as_ref(), &ctx)?;
+            let upgrading = previous.as_ref().is_some_and(|prev| {
+                prev["currentOrchestratorVersion"] != pool["currentOrchestratorVersion"]
+                    || prev["nodeImageVersion"] != pool["nodeImageVersion"]
+            });
             let label = match &previous {
                 None => "Creating",
+                Some(_) if upgrading => "Upgrading",
                 Some(prev) if prev["count"] != pool["count"] => "Scaling",
                 Some(_) => "Updating",
             };
@@ -355,9 +397,15 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
             }
             cluster["properties"]["agentPoolProfiles"] = json!(all);
             tx.put(storage_key(&id), &cluster)?;
-            let location = cluster["location"].as_str().unwrap_or_default().to_owned();
-            let pool_id = format!("{}/agentPools/{name}", cluster["id"].as_str().unwrap_or(&id));
-            let op = start_operation(tx, &req, &location, WRITE, &pool_id, now, now)?;
+            let stored_id = cluster["id"].as_str().unwrap_or(&id).to_owned();
+            // A new Kubernetes version (or a rollback of the node image) rolls through the nodes.
+            let mut due = now;
+            if upgrading && let Some(mut internals) = ClusterInternals::load(tx, &stored_id)? {
+                due = roll_pool(&mut internals, &cluster, &pool, now, None, "Kubernetes version upgrade");
+                internals.save(tx, &stored_id)?;
+            }
+            let pool_id = format!("{stored_id}/agentPools/{name}");
+            let op = start_operation(tx, &req, &location, WRITE, &pool_id, due, now)?;
             Ok((previous.is_none(), op, pool_resource(&cluster, &pool)))
         })
         .await?;
@@ -421,17 +469,54 @@ pub async fn upgrade_node_image_version(state: AppState, req: ArmRequest) -> Arm
                     "Node image upgrade only operation can only be applied on VirtualMachineScaleSets cluster."
                 ));
             }
-            let latest = latest_node_image(pool["osSKU"].as_str().unwrap_or("Ubuntu"), now);
-            if pool["nodeImageVersion"].as_str() == Some(latest.as_str()) {
+            let location = cluster["location"].as_str().unwrap_or_default().to_owned();
+            let latest = Catalog::load(tx)?.latest(pool["osSKU"].as_str().unwrap_or("Ubuntu"), &location, now);
+            if node_images::version_key(node_images::version_of(pool["nodeImageVersion"].as_str().unwrap_or_default()))
+                >= node_images::version_key(node_images::version_of(&latest))
+            {
+                // No newer VHD has reached this region: nothing to consume, no node goes down.
                 return Ok(None);
             }
             pool["provisioningState"] = json!("UpgradingNodeImageVersion");
+            let mut target = pool.clone();
+            target["nodeImageVersion"] = json!(latest);
+            let stored_id = cluster["id"].as_str().unwrap_or(&id).to_owned();
+            let mut internals = ClusterInternals::load(tx, &stored_id)?
+                .ok_or_else(|| ArmError::internal("the cluster has no internal state"))?;
+            // A cluster that moved from a service principal gets its kubelet identity now: the
+            // reimaged nodes are the first to use it.
+            if internals.legacy_service_principal.is_some()
+                && cluster["identity"].is_object()
+                && !cluster["properties"]["identityProfile"]["kubeletidentity"].is_object()
+            {
+                let subscription = req.param("subscriptionId");
+                let tenant =
+                    tx.get::<Subscription>(&Subscription::key(subscription))?.map(|s| s.tenant_id).unwrap_or_default();
+                let identity = uai::create_for_provider(
+                    tx,
+                    subscription,
+                    cluster["properties"]["nodeResourceGroup"].as_str().unwrap_or_default(),
+                    &format!("{}-agentpool", cluster["name"].as_str().unwrap_or(&cluster_name)),
+                    &location,
+                    &tenant,
+                    "AKS",
+                    now,
+                )?;
+                cluster["properties"]["identityProfile"] = json!({ "kubeletidentity": {
+                    "resourceId": identity["id"],
+                    "clientId": identity["properties"]["clientId"],
+                    "objectId": identity["properties"]["principalId"],
+                }});
+            }
+            let kubelet = nodes::kubelet_of(&cluster, None);
+            let kubelet = (kubelet.kind == "ManagedIdentity").then_some(kubelet);
             let pool = pool.clone();
             cluster["properties"]["agentPoolProfiles"] = json!(all);
-            tx.put(storage_key(&id), &cluster)?;
-            let location = cluster["location"].as_str().unwrap_or_default().to_owned();
-            let pool_id = format!("{}/agentPools/{name}", cluster["id"].as_str().unwrap_or(&id));
-            let op = start_operation(tx, &req, &location, UPGRADE_NODE_IMAGE, &pool_id, now, now)?;
+            let due = roll_pool(&mut internals, &cluster, &target, now, kubelet, "node image upgrade");
+            internals.save(tx, &stored_id)?;
+            tx.put(storage_key(&stored_id), &cluster)?;
+            let pool_id = format!("{stored_id}/agentPools/{name}");
+            let op = start_operation(tx, &req, &location, UPGRADE_NODE_IMAGE, &pool_id, due, now)?;
             Ok(Some((op, pool_resource(&cluster, &pool))))
         })
         .await?;
@@ -462,6 +547,8 @@ pub async fn get_upgrade_profile(state: AppState, req: ArmRequest) -> ArmResult<
         .collect();
     let os_sku = pool["osSKU"].as_str().unwrap_or("Ubuntu");
     let now = state.clock.now();
+    let location = cluster["location"].as_str().unwrap_or_default();
+    let catalog = Catalog::load(&state.db.reader())?;
     crate::arm::json(
         StatusCode::OK,
         json!({
@@ -472,8 +559,8 @@ pub async fn get_upgrade_profile(state: AppState, req: ArmRequest) -> ArmResult<
                 "kubernetesVersion": current,
                 "osType": pool["osType"],
                 "upgrades": upgrades,
-                "latestNodeImageVersion": latest_node_image(os_sku, now),
-                "recentlyUsedVersions": recent_node_images(os_sku, now).into_iter().rev().take(5).map(|v| json!({ "nodeImageVersion": v, "osSku": os_sku, "osType": pool["osType"] })).collect::<Vec<_>>(),
+                "latestNodeImageVersion": catalog.latest(os_sku, location, now),
+                "recentlyUsedVersions": catalog.recent(os_sku, location, now).into_iter().rev().take(5).map(|v| json!({ "nodeImageVersion": v, "osSku": os_sku, "osType": pool["osType"] })).collect::<Vec<_>>(),
             },
         }),
     )
@@ -506,8 +593,21 @@ pub fn complete_in(
         }
         _ => {
             if kind == UPGRADE_NODE_IMAGE {
-                let latest = latest_node_image(all[i]["osSKU"].as_str().unwrap_or("Ubuntu"), now);
-                all[i]["nodeImageVersion"] = json!(latest);
+                // The image the rolling reimage put on the nodes (the newest when it started).
+                let planned = internals
+                    .nodes
+                    .iter()
+                    .filter(|n| n.pool.eq_ignore_ascii_case(pool_name))
+                    .find_map(|n| n.pending.as_ref().map(|p| p.node_image_version.clone()));
+                let image = match planned {
+                    Some(image) => image,
+                    None => Catalog::load(tx)?.latest(
+                        all[i]["osSKU"].as_str().unwrap_or("Ubuntu"),
+                        cluster["location"].as_str().unwrap_or_default(),
+                        now,
+                    ),
+                };
+                all[i]["nodeImageVersion"] = json!(image);
             }
             all[i]["provisioningState"] = json!("Succeeded");
             all[i]["eTag"] = json!(Uuid::new_v4().to_string());
@@ -515,7 +615,7 @@ pub fn complete_in(
         }
     };
     cluster["properties"]["agentPoolProfiles"] = json!(all);
-    nodes::reconcile(&cluster, &mut internals);
+    nodes::reconcile(&cluster, &mut internals, now);
     tx.put(storage_key(cluster_part), &cluster)?;
     internals.save(tx, cluster_part)?;
     Ok(Ok(result.map(|pool| pool_resource(&cluster, &pool))))
@@ -531,13 +631,16 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
+    fn ctx<'a>(catalog: &'a Catalog, version: &'a str, patch: &'a str, now: OffsetDateTime) -> PoolContext<'a> {
+        PoolContext { control_plane: (version, patch), catalog, location: "westus2", now }
+    }
+
     #[test]
     fn empty_strings_get_aks_defaults() {
         let pool = complete_profile(
             &req(json!({ "name": "nodepool1", "orchestratorVersion": "", "vmSize": "", "count": 3, "mode": "System" })),
             None,
-            ("1.35", "1.35.7"),
-            NOW,
+            &ctx(&Catalog::default(), "1.35", "1.35.7", NOW),
         )
         .unwrap();
         assert_eq!(pool["vmSize"], "Standard_DS2_v2");
@@ -554,26 +657,35 @@ mod tests {
         let first = complete_profile(
             &req(json!({ "name": "p1", "mode": "System", "count": 1 })),
             None,
-            ("1.34", "1.34.4"),
-            NOW,
+            &ctx(&Catalog::default(), "1.34", "1.34.4", NOW),
         )
         .unwrap();
         let later = NOW + time::Duration::days(60);
-        let echoed = complete_profile(first.as_object().unwrap(), Some(&first), ("1.34", "1.34.4"), later).unwrap();
+        let echoed = complete_profile(
+            first.as_object().unwrap(),
+            Some(&first),
+            &ctx(&Catalog::default(), "1.34", "1.34.4", later),
+        )
+        .unwrap();
         assert_eq!(echoed["nodeImageVersion"], first["nodeImageVersion"]);
         assert_eq!(echoed["currentOrchestratorVersion"], "1.34.4");
     }
 
     #[test]
     fn pool_rules() {
-        let bad = |v: Value| complete_profile(&req(v), None, ("1.35", "1.35.7"), NOW).unwrap_err();
+        let bad =
+            |v: Value| complete_profile(&req(v), None, &ctx(&Catalog::default(), "1.35", "1.35.7", NOW)).unwrap_err();
         assert_eq!(bad(json!({ "name": "Pool1" })).code.as_str(), "InvalidParameter");
         assert_eq!(bad(json!({ "name": "abcdefghijklm" })).code.as_str(), "InvalidParameter");
         assert_eq!(bad(json!({ "name": "p", "mode": "System", "count": 0 })).code.as_str(), "InvalidParameter");
         assert_eq!(bad(json!({ "name": "p", "orchestratorVersion": "1.36" })).code.as_str(), "InvalidParameter");
-        let err =
-            apply_profiles(&json!([{ "name": "user1", "mode": "User" }]), &[], ("1.35", "1.35.7"), "Creating", NOW)
-                .unwrap_err();
+        let err = apply_profiles(
+            &json!([{ "name": "user1", "mode": "User" }]),
+            &[],
+            &ctx(&Catalog::default(), "1.35", "1.35.7", NOW),
+            "Creating",
+        )
+        .unwrap_err();
         assert_eq!(err.code.as_str(), "MustDefineAtLeastOneSystemPool");
     }
 }

@@ -318,12 +318,15 @@ fn managed_kubelet_id(ctx: &Ctx<'_>) -> String {
     uai::identity_id(ctx.subscription, ctx.node_group, &format!("{}-agentpool", ctx.name))
 }
 
+/// The kubelet identity step. `migrating`: the cluster is moving (or has moved) from a service
+/// principal and its nodes have not been reimaged since, so it has no kubelet identity yet.
 pub fn resolve_kubelet(
     ctx: &Ctx<'_>,
     tx: &mut Tx<'_>,
     body: &Value,
     existing: Option<&Value>,
     control_plane: &ControlPlane,
+    migrating: bool,
 ) -> ArmResult<Kubelet> {
     let before =
         existing.map(|e| e["properties"]["identityProfile"]["kubeletidentity"].clone()).filter(|k| k.is_object());
@@ -353,6 +356,11 @@ pub fn resolve_kubelet(
     let custom =
         requested.filter(|r| before_id.as_ref().is_none_or(|b| key(b) != key(r)) && key(r) != key(&managed_id));
     let Some(custom) = custom else {
+        if migrating && before.is_none() {
+            // The kubelet keeps the service principal until a node image upgrade; AKS makes
+            // `{cluster}-agentpool` then.
+            return Ok(Kubelet { identity: Value::Null, check: None, changed: false });
+        }
         // Keep the kubelet identity the cluster has, or make AKS's own.
         if let Some(before) = before {
             let id = before["resourceId"].as_str().unwrap_or_default();
@@ -370,8 +378,6 @@ pub fn resolve_kubelet(
             "AKS",
             ctx.now,
         )?;
-        // A service principal cluster that just became a managed identity cluster gets its
-        // kubelet identity now; the nodes keep the service principal until reimaged.
         return Ok(Kubelet { identity: kubelet_json(&identity), check: None, changed: false });
     };
     let ControlPlane::User { principal_id, .. } = control_plane else {

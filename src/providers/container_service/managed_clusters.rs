@@ -13,9 +13,10 @@ use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::agent_pools;
+use super::agent_pools::{self, PoolContext};
 use super::cluster_identities::{self as identities, ControlPlane, Ctx};
 use super::credentials::new_cluster_ca;
+use super::node_images::Catalog;
 use super::{
     CLUSTER_TYPE, CLUSTER_TYPE_AS_SHOWN, ClusterInternals, cluster_id, is_busy, load_cluster, nodes, not_found,
     operation_in_progress, resolve_version, start_operation, system_data, upgrades_from, version_tuple,
@@ -342,7 +343,19 @@ fn write_cluster(
         role_assignments::remove_for_principal(tx, &old_principal.id, now)?;
     }
     identities::grant_control_plane(&ctx, tx, &control_plane)?;
-    let kubelet = identities::resolve_kubelet(&ctx, tx, body, existing.as_ref(), &control_plane)?;
+    // A service principal cluster moving to managed identity: the control plane and add-ons
+    // switch now, the nodes' kubelets keep the service principal until reimaged.
+    let previous_service_principal = existing
+        .as_ref()
+        .filter(|e| !e["identity"].is_object())
+        .and_then(|e| e["properties"]["servicePrincipalProfile"]["clientId"].as_str())
+        .map(str::to_owned);
+    let legacy = match (&control_plane, &previous_service_principal) {
+        (ControlPlane::ServicePrincipal { .. }, _) => None,
+        (_, Some(client_id)) => Some(client_id.clone()),
+        _ => internals.as_ref().and_then(|i| i.legacy_service_principal.clone()),
+    };
+    let kubelet = identities::resolve_kubelet(&ctx, tx, body, existing.as_ref(), &control_plane, legacy.is_some())?;
     let addons = identities::reconcile_addons(
         &ctx,
         tx,
@@ -352,12 +365,13 @@ fn write_cluster(
 
     let state_label = if existing.is_some() { "Updating" } else { "Creating" };
     let previous_pools = old["agentPoolProfiles"].as_array().cloned().unwrap_or_default();
+    let catalog = Catalog::load(tx)?;
+    let pool_ctx = PoolContext { control_plane: (&version, &current), catalog: &catalog, location, now };
     let pools = agent_pools::apply_profiles(
         requested.get("agentPoolProfiles").unwrap_or(&Value::Null),
         &previous_pools,
-        (&version, &current),
+        &pool_ctx,
         state_label,
-        now,
     )?;
     for pool in &pools {
         if version_tuple(pool["currentOrchestratorVersion"].as_str().unwrap_or_default()) > version_tuple(&current) {
@@ -493,13 +507,31 @@ fn write_cluster(
                 next_index: BTreeMap::new(),
                 kubelet_check: None,
                 reimage: false,
+                legacy_service_principal: None,
             }
         }
     };
+    internals.legacy_service_principal = legacy;
     let mut due = now + OPERATION_DURATION;
     if let Some((check, effective)) = kubelet.check {
         internals.kubelet_check = Some(check);
         due = due.max(effective);
+    }
+    // Nodes roll (batches of maxSurge) onto a new kubelet identity or a new version, once the
+    // grant the operation waits for is in place.
+    let start = due;
+    let new_kubelet = kubelet.changed.then(|| nodes::kubelet_of(&cluster, None));
+    for pool in cluster["properties"]["agentPoolProfiles"].as_array().cloned().unwrap_or_default() {
+        let before = previous_pools.iter().find(|p| p["name"] == pool["name"]);
+        let upgraded = before.is_some_and(|b| {
+            b["currentOrchestratorVersion"] != pool["currentOrchestratorVersion"]
+                || b["nodeImageVersion"] != pool["nodeImageVersion"]
+        });
+        if new_kubelet.is_some() || upgraded {
+            let reason = if new_kubelet.is_some() { "kubelet identity change" } else { "Kubernetes version upgrade" };
+            let end = agent_pools::roll_pool(&mut internals, &cluster, &pool, start, new_kubelet.clone(), reason);
+            due = due.max(end);
+        }
     }
     internals.reimage |= kubelet.changed;
     internals.save(tx, &stored_id)?;
@@ -908,7 +940,7 @@ fn complete_cluster(
             }
         }
     }
-    nodes::reconcile(&cluster, &mut internals);
+    nodes::reconcile(&cluster, &mut internals, now);
     tx.put(storage_key(id), &cluster)?;
     internals.save(tx, id)?;
     Ok(Ok(if op.kind == WRITE { Some(cluster) } else { None }))

@@ -12,6 +12,7 @@ pub mod cluster_identities;
 pub mod credentials;
 pub mod kubernetes_versions;
 pub mod managed_clusters;
+pub mod node_images;
 pub mod nodes;
 pub mod operations;
 
@@ -31,6 +32,10 @@ pub const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
 /// How AKS spells its type in responses (capital M, as real `az aks show` output has it).
 pub const CLUSTER_TYPE_AS_SHOWN: &str = "Microsoft.ContainerService/ManagedClusters";
 pub const AGENT_POOL_TYPE: &str = "Microsoft.ContainerService/managedClusters/agentPools";
+
+/// Simulated time one batch of nodes (`maxSurge` of a pool) spends cordoned, drained and
+/// reimaged during a rolling upgrade.
+pub const NODE_REIMAGE_STEP: time::Duration = time::Duration::seconds(1);
 
 pub fn cluster_id(subscription: &str, group: &str, name: &str) -> String {
     format!("/subscriptions/{subscription}/resourcegroups/{group}/providers/{CLUSTER_TYPE}/{name}")
@@ -59,6 +64,10 @@ pub struct ClusterInternals {
     /// The running operation reimages every node (the kubelet credential changed).
     #[serde(default)]
     pub reimage: bool,
+    /// A service principal cluster moved to managed identity: the service principal its nodes'
+    /// kubelets keep using until their pool is reimaged onto a newer node image.
+    #[serde(default)]
+    pub legacy_service_principal: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,40 +207,6 @@ pub fn upgrades_from(current: &str) -> Vec<(String, bool)> {
     out
 }
 
-// ---- node images ----
-
-/// The newest node image for an OS SKU released by `now` (the VHD a new node boots).
-pub fn latest_node_image(os_sku: &str, now: OffsetDateTime) -> String {
-    let catalog = fixtures::node_images();
-    let prefix = catalog
-        .os_skus
-        .iter()
-        .find(|(sku, _)| sku.eq_ignore_ascii_case(os_sku))
-        .map(|(_, p)| p.as_str())
-        .unwrap_or_else(|| catalog.os_skus.get("Ubuntu").map(String::as_str).unwrap_or("AKSUbuntu-2404gen2containerd"));
-    let release = catalog
-        .releases
-        .iter()
-        .rev()
-        .find(|r| r.released <= now)
-        .or_else(|| catalog.releases.first())
-        .map(|r| r.version.as_str())
-        .unwrap_or("202509.08.0");
-    format!("{prefix}-{release}")
-}
-
-/// The node image versions released within `window` before `now` (what rollback may use).
-pub fn recent_node_images(os_sku: &str, now: OffsetDateTime) -> Vec<String> {
-    let latest = latest_node_image(os_sku, now);
-    let prefix = latest.rsplit_once('-').map(|(p, _)| p.to_owned()).unwrap_or_default();
-    fixtures::node_images()
-        .releases
-        .iter()
-        .filter(|r| r.released <= now && r.released > now - time::Duration::days(90))
-        .map(|r| format!("{prefix}-{}", r.version))
-        .collect()
-}
-
 /// `systemData` as ARM writes it for a change made by `req`'s caller.
 pub fn system_data(req: &ArmRequest, created_at: &str, now: OffsetDateTime) -> Value {
     let now = clock::rfc3339(now);
@@ -269,17 +244,5 @@ mod tests {
         assert!(ups.contains(&"1.34.6".to_owned()));
         assert!(ups.contains(&"1.35.7".to_owned()));
         assert!(!ups.iter().any(|v| v.starts_with("1.36") || v.starts_with("1.33")));
-    }
-
-    #[test]
-    fn node_images_follow_the_clock() {
-        let early = time::macros::datetime!(2026-03-01 12:00 UTC);
-        let later = time::macros::datetime!(2026-04-01 12:00 UTC);
-        let a = latest_node_image("Ubuntu", early);
-        let b = latest_node_image("Ubuntu", later);
-        assert!(a.starts_with("AKSUbuntu-2404gen2containerd-2026"));
-        assert!(b > a, "{b} should be newer than {a}");
-        assert!(latest_node_image("AzureLinux", early).starts_with("AKSAzureLinux-V3gen2-"));
-        assert!(recent_node_images("Ubuntu", early).contains(&a));
     }
 }

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use super::{AGENT_POOL_TYPE, ClusterInternals, cluster_id, load_cluster, not_found};
 use crate::arm::paging::page;
@@ -37,13 +38,117 @@ pub struct Node {
     pub node_image_version: String,
     pub kubernetes_version: String,
     pub kubelet: KubeletCredential,
+    /// False while the cluster or pool is stopped.
     pub ready: bool,
+    /// Derived by [`Node::view`] from `downtime` and the clock.
+    #[serde(default)]
     pub cordoned: bool,
+    /// When the node was (or will be) cordoned, drained and reimaged, and why.
+    #[serde(default)]
+    pub downtime: Vec<Downtime>,
+    /// A reimage planned by a running operation, applied once its time has come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Reimage>,
+}
+
+/// An interval in which a node was unschedulable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Downtime {
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub to: OffsetDateTime,
+    pub reason: String,
+}
+
+/// What a reimage puts on a node, and when the node is back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reimage {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub node_image_version: String,
+    pub kubernetes_version: String,
+    /// The kubelet credential after the reimage (unchanged when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<KubeletCredential>,
+}
+
+impl Node {
+    /// Applies a planned reimage whose time has come.
+    pub fn settle(&mut self, now: OffsetDateTime) {
+        if let Some(reimage) = self.pending.take_if(|r| r.at <= now) {
+            self.node_image_version = reimage.node_image_version;
+            self.kubernetes_version = reimage.kubernetes_version;
+            if let Some(kubelet) = reimage.kubelet {
+                self.kubelet = kubelet;
+            }
+        }
+    }
+
+    /// The node as it is at `now`: cordoned (and not ready) inside a downtime interval.
+    pub fn view(&self, now: OffsetDateTime) -> Value {
+        let mut node = self.clone();
+        node.settle(now);
+        node.cordoned = node.downtime.iter().any(|d| d.from <= now && now < d.to);
+        let ready = node.ready && !node.cordoned;
+        let mut value = serde_json::to_value(&node).unwrap_or(Value::Null);
+        value["ready"] = json!(ready);
+        value
+    }
+}
+
+/// How many nodes a pool reimages at once: `maxSurge` as a count or a percentage, at least 1.
+pub fn batch_size(max_surge: &str, count: usize) -> usize {
+    let surge = max_surge.trim();
+    let n = match surge.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<usize>().map(|p| (count * p).div_ceil(100)).unwrap_or(1),
+        None => surge.parse::<usize>().unwrap_or(1),
+    };
+    n.max(1)
+}
+
+/// What a rolling reimage puts on the nodes.
+pub struct ReimageTarget<'a> {
+    pub image: &'a str,
+    pub kubernetes_version: &'a str,
+    pub kubelet: Option<KubeletCredential>,
+    pub reason: &'a str,
+}
+
+/// Plans a rolling reimage of a pool's nodes from `start`: `batch` at a time, each batch
+/// cordoned, drained and reimaged for `step`. Returns when the last node is back.
+pub fn plan_reimage(
+    internals: &mut ClusterInternals,
+    pool: &str,
+    batch: usize,
+    start: OffsetDateTime,
+    step: time::Duration,
+    target: &ReimageTarget<'_>,
+) -> OffsetDateTime {
+    let mut mine: Vec<&mut Node> = internals.nodes.iter_mut().filter(|n| n.pool == pool).collect();
+    mine.sort_by_key(|n| n.index);
+    let mut end = start;
+    for (i, node) in mine.into_iter().enumerate() {
+        let from = start + step * (i / batch.max(1)) as i32;
+        let to = from + step;
+        node.downtime.push(Downtime { from, to, reason: target.reason.to_owned() });
+        node.pending = Some(Reimage {
+            at: to,
+            node_image_version: target.image.to_owned(),
+            kubernetes_version: target.kubernetes_version.to_owned(),
+            kubelet: target.kubelet.clone(),
+        });
+        end = end.max(to);
+    }
+    end
 }
 
 /// What new (or reimaged) nodes' kubelets use: the kubelet identity on managed-identity
-/// clusters, the service principal otherwise.
-pub fn kubelet_of(cluster: &Value) -> KubeletCredential {
+/// clusters; the service principal otherwise, including on a migrated cluster whose nodes
+/// have not been reimaged yet.
+pub fn kubelet_of(cluster: &Value, legacy_service_principal: Option<&str>) -> KubeletCredential {
     let kubelet = &cluster["properties"]["identityProfile"]["kubeletidentity"];
     match kubelet["clientId"].as_str() {
         Some(client_id) => KubeletCredential {
@@ -54,8 +159,8 @@ pub fn kubelet_of(cluster: &Value) -> KubeletCredential {
         },
         None => KubeletCredential {
             kind: "ServicePrincipal".into(),
-            client_id: cluster["properties"]["servicePrincipalProfile"]["clientId"]
-                .as_str()
+            client_id: legacy_service_principal
+                .or_else(|| cluster["properties"]["servicePrincipalProfile"]["clientId"].as_str())
                 .unwrap_or_default()
                 .to_owned(),
             object_id: None,
@@ -79,27 +184,39 @@ pub fn scale_set_name(pool: &str, suffix: &str) -> String {
     format!("aks-{pool}-{suffix}-vmss")
 }
 
-/// Brings the nodes in line with the cluster body once an operation completes.
-pub fn reconcile(cluster: &Value, internals: &mut ClusterInternals) {
-    let kubelet = kubelet_of(cluster);
-    let reimage = std::mem::take(&mut internals.reimage);
+/// Brings the nodes in line with the cluster body once an operation completes: planned
+/// reimages land and pools scale. A node whose image or Kubernetes version differs from its
+/// pool's is reimaged, its kubelet taking the cluster's current credential then, and only
+/// then: a migrated cluster's nodes keep the service principal until they are reimaged.
+pub fn reconcile(cluster: &Value, internals: &mut ClusterInternals, now: OffsetDateTime) {
+    let kubelet = kubelet_of(cluster, internals.legacy_service_principal.as_deref());
+    let reimage_all = std::mem::take(&mut internals.reimage);
     let cluster_running = cluster["properties"]["powerState"]["code"].as_str() != Some("Stopped");
     let pools: Vec<&Value> =
         cluster["properties"]["agentPoolProfiles"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
     internals.nodes.retain(|n| pools.iter().any(|p| p["name"].as_str() == Some(n.pool.as_str())));
+    for node in &mut internals.nodes {
+        node.settle(now);
+    }
     for pool in pools {
         let name = pool["name"].as_str().unwrap_or_default().to_owned();
         let image = pool["nodeImageVersion"].as_str().unwrap_or_default().to_owned();
         let version = pool["currentOrchestratorVersion"].as_str().unwrap_or_default().to_owned();
         let running = cluster_running && pool["powerState"]["code"].as_str() != Some("Stopped");
         let wanted = pool["count"].as_u64().unwrap_or(0) as usize;
-        let mut mine: Vec<Node> = Vec::new();
-        let mut rest = Vec::new();
-        for node in internals.nodes.drain(..) {
-            if node.pool == name { mine.push(node) } else { rest.push(node) }
-        }
+        let (mut mine, rest): (Vec<Node>, Vec<Node>) = internals.nodes.drain(..).partition(|n| n.pool == name);
         mine.sort_by_key(|n| n.index);
         mine.truncate(wanted);
+        for node in &mut mine {
+            if node.node_image_version != image || node.kubernetes_version != version || reimage_all {
+                node.node_image_version = image.clone();
+                node.kubernetes_version = version.clone();
+                node.kubelet = kubelet.clone();
+            }
+        }
+        // New instances boot from the scale set's model, which a kubelet change reaches only
+        // through a reimage: they use what the pool's nodes use.
+        let model_kubelet = mine.first().map(|n| n.kubelet.clone()).unwrap_or_else(|| kubelet.clone());
         while mine.len() < wanted {
             let index = internals.next_index.entry(name.clone()).or_insert(0);
             mine.push(Node {
@@ -108,25 +225,24 @@ pub fn reconcile(cluster: &Value, internals: &mut ClusterInternals) {
                 index: *index,
                 node_image_version: image.clone(),
                 kubernetes_version: version.clone(),
-                kubelet: kubelet.clone(),
+                kubelet: model_kubelet.clone(),
                 ready: true,
                 cordoned: false,
+                downtime: Vec::new(),
+                pending: None,
             });
             *index += 1;
         }
         for node in &mut mine {
-            // A node image or Kubernetes upgrade, or a kubelet identity change, reimages the
-            // node; the kubelet picks up the cluster's current credential only then.
-            if node.node_image_version != image || node.kubernetes_version != version || reimage {
-                node.node_image_version = image.clone();
-                node.kubernetes_version = version.clone();
-                node.kubelet = kubelet.clone();
-            }
             node.ready = running;
-            node.cordoned = false;
         }
-        rest.extend(mine);
         internals.nodes = rest;
+        internals.nodes.extend(mine);
+    }
+    if internals.nodes.iter().all(|n| n.kubelet.kind != "ServicePrincipal")
+        && cluster["properties"]["identityProfile"]["kubeletidentity"].is_object()
+    {
+        internals.legacy_service_principal = None;
     }
 }
 
@@ -201,8 +317,10 @@ pub fn admin_list(state: &AppState, id: &str) -> Result<Value, ArmError> {
         .ok_or_else(|| crate::arm_error!(ResourceNotFound, "The managed cluster '{id}' was not found."))?;
     let internals = ClusterInternals::load(&tx, id)?
         .ok_or_else(|| crate::arm_error!(ResourceNotFound, "The managed cluster '{id}' was not found."))?;
+    let now = state.clock.now();
     let _ = cluster;
-    Ok(json!({ "value": internals.nodes }))
+    let nodes: Vec<Value> = internals.nodes.iter().map(|n| n.view(now)).collect();
+    Ok(json!({ "time": crate::clock::rfc3339(now), "value": nodes }))
 }
 
 #[cfg(test)]
@@ -233,13 +351,16 @@ mod tests {
             next_index: Default::default(),
             kubelet_check: None,
             reimage: false,
+            legacy_service_principal: None,
         }
     }
+
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-03-01 12:00 UTC);
 
     #[test]
     fn scale_up_and_down_keeps_names_and_never_reuses_indices() {
         let mut i = internals();
-        reconcile(&cluster(3, "img-1"), &mut i);
+        reconcile(&cluster(3, "img-1"), &mut i, NOW);
         let names: Vec<&str> = i.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(
             names,
@@ -250,9 +371,9 @@ mod tests {
             ]
         );
         assert_eq!(i.nodes[0].kubelet.kind, "ManagedIdentity");
-        reconcile(&cluster(1, "img-1"), &mut i);
+        reconcile(&cluster(1, "img-1"), &mut i, NOW);
         assert_eq!(i.nodes.len(), 1);
-        reconcile(&cluster(2, "img-1"), &mut i);
+        reconcile(&cluster(2, "img-1"), &mut i, NOW);
         assert_eq!(i.nodes[1].name, "aks-nodepool1-12345678-vmss000003");
     }
 
@@ -262,14 +383,40 @@ mod tests {
         let mut sp = cluster(2, "img-1");
         sp["properties"]["identityProfile"] = Value::Null;
         sp["properties"]["servicePrincipalProfile"]["clientId"] = json!("app");
-        reconcile(&sp, &mut i);
+        reconcile(&sp, &mut i, NOW);
         assert_eq!(i.nodes[0].kubelet.kind, "ServicePrincipal");
         // Migrated to a managed identity: the kubelet keeps the service principal...
-        reconcile(&cluster(2, "img-1"), &mut i);
+        i.legacy_service_principal = Some("app".into());
+        reconcile(&cluster(2, "img-1"), &mut i, NOW);
         assert_eq!(i.nodes[0].kubelet.kind, "ServicePrincipal");
+        // Scaling up adds nodes from the same (unchanged) model.
+        reconcile(&cluster(3, "img-1"), &mut i, NOW);
+        assert_eq!(i.nodes[2].kubelet.kind, "ServicePrincipal");
         // ...until a node image upgrade reimages the nodes.
-        reconcile(&cluster(2, "img-2"), &mut i);
+        reconcile(&cluster(3, "img-2"), &mut i, NOW);
         assert!(i.nodes.iter().all(|n| n.kubelet.kind == "ManagedIdentity" && n.node_image_version == "img-2"));
+        assert_eq!(i.legacy_service_principal, None, "no node uses the service principal any more");
+    }
+
+    #[test]
+    fn a_rolling_reimage_takes_batches_of_max_surge() {
+        let mut i = internals();
+        reconcile(&cluster(3, "img-1"), &mut i, NOW);
+        assert_eq!(batch_size("10%", 3), 1);
+        assert_eq!(batch_size("50%", 3), 2);
+        assert_eq!(batch_size("2", 3), 2);
+        let step = time::Duration::seconds(10);
+        let target = ReimageTarget { image: "img-2", kubernetes_version: "1.35.7", kubelet: None, reason: "upgrade" };
+        let end = plan_reimage(&mut i, "nodepool1", 1, NOW, step, &target);
+        assert_eq!(end, NOW + step * 3);
+        let view = |n: usize, at| i.nodes[n].view(at);
+        assert_eq!(view(0, NOW)["cordoned"], true);
+        assert_eq!(view(0, NOW)["ready"], false);
+        assert_eq!(view(1, NOW)["cordoned"], false);
+        assert_eq!(view(0, NOW + step)["nodeImageVersion"], "img-2");
+        assert_eq!(view(1, NOW + step)["cordoned"], true);
+        assert_eq!(view(2, NOW + step)["nodeImageVersion"], "img-1");
+        assert_eq!(i.nodes[2].downtime[0].from, NOW + step * 2);
     }
 
     #[test]
