@@ -82,6 +82,25 @@ enum Command {
         #[arg(long)]
         scope: String,
     },
+    /// Node image (VHD) releases: list [--location L] | publish [--version V] [--location L ...] [--at T | --rollout-hours H].
+    NodeImages {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(default_value = "list")]
+        action: String,
+        /// publish: the version (YYYYMM.DD.N; default: dated today, newer than any other).
+        #[arg(long)]
+        version: Option<String>,
+        /// list: where to show availability; publish: only these regions (repeatable).
+        #[arg(long = "location")]
+        locations: Vec<String>,
+        /// publish: the release time (RFC 3339; default now).
+        #[arg(long, conflicts_with = "rollout_hours")]
+        at: Option<String>,
+        /// publish: hours from the first region ring to the last (default 0: everywhere at once).
+        #[arg(long)]
+        rollout_hours: Option<i64>,
+    },
     /// Report readiness; with --wait, block until ready (for scripts and health checks).
     Health {
         #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
@@ -196,6 +215,9 @@ async fn main() -> ExitCode {
             print_result(armlet::cli::subscriptions(&url, &action, name.as_deref(), new_tenant).await)
         }
         Some(Command::Events { url }) => print_result(armlet::cli::events(&url).await),
+        Some(Command::NodeImages { url, action, version, locations, at, rollout_hours }) => print_result(
+            armlet::cli::node_images(&url, &action, version.as_deref(), &locations, at.as_deref(), rollout_hours).await,
+        ),
         Some(Command::Explain { url, principal, action, scope }) => {
             print_result(armlet::cli::explain(&url, &principal, &action, &scope).await)
         }

@@ -509,6 +509,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_armlet/requests", get(admin::requests))
         .route("/_armlet/events", get(admin::events))
         .route("/_armlet/clusters/{*path}", get(admin::cluster_nodes))
+        .route("/_armlet/node-images", get(admin::node_images_list).post(admin::node_images_publish))
         .route("/_armlet/clock", get(admin::clock_show))
         .route("/_armlet/clock/advance", post(admin::clock_advance))
         .route("/_armlet/clock/freeze", post(admin::clock_freeze))

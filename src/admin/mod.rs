@@ -419,6 +419,13 @@ pub async fn events(
             );
         }
     }
+    let catalog = crate::providers::container_service::node_images::Catalog::load(&state.db.reader())?;
+    let cadence = time::Duration::days(fixtures::node_images().cadence_days.max(1));
+    for release in catalog.releases_around(now, time::Duration::ZERO, cadence) {
+        if release.released > now {
+            push(release.released, "Microsoft.ContainerService/nodeImageRelease", &release.version);
+        }
+    }
     pending.sort_by_key(|(due, _)| *due);
     let limit = q.limit.unwrap_or(100).min(crate::state::RecentLog::CAPACITY);
     Ok(Json(json!({
@@ -439,4 +446,118 @@ pub async fn cluster_nodes(
     };
     let id = format!("/{}", id.trim_start_matches('/'));
     Ok(Json(crate::providers::container_service::nodes::admin_list(&state, &id)?))
+}
+
+#[derive(Deserialize)]
+pub struct NodeImagesQuery {
+    location: Option<String>,
+}
+
+/// `GET /_armlet/node-images[?location=L]`: node image releases around now (the last ones and
+/// the next scheduled one, and every published one), with when each reaches `location`, and
+/// the newest image per OS SKU there.
+pub async fn node_images_list(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<NodeImagesQuery>,
+) -> ArmResult<Json<Value>> {
+    use crate::providers::container_service::node_images::Catalog;
+    let now = state.clock.now();
+    let location = match &q.location {
+        Some(l) => Some(
+            fixtures::region(l)
+                .map(|r| r.name.clone())
+                .ok_or_else(|| arm_error!(BadRequest, "Unknown location '{l}'."))?,
+        ),
+        None => None,
+    };
+    let catalog = Catalog::load(&state.db.reader())?;
+    let cadence = time::Duration::days(fixtures::node_images().cadence_days.max(1));
+    let releases: Vec<Value> = catalog
+        .releases_around(now, cadence * 4, cadence)
+        .into_iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
+            if let Some(location) = &location {
+                v["availableAt"] = json!(r.available_at(location).map(rfc3339));
+                v["available"] = json!(r.is_available(location, now));
+            }
+            v
+        })
+        .collect();
+    let mut body = json!({ "time": rfc3339(now), "releases": releases });
+    if let Some(location) = &location {
+        let latest: serde_json::Map<String, Value> = fixtures::node_images()
+            .os_skus
+            .keys()
+            .map(|sku| (sku.clone(), json!(catalog.latest(sku, location, now))))
+            .collect();
+        body["location"] = json!(location);
+        body["latest"] = Value::Object(latest);
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Publish {
+    version: Option<String>,
+    locations: Option<Vec<String>>,
+    at: Option<String>,
+    rollout_hours: Option<i64>,
+}
+
+/// `POST /_armlet/node-images`: publishes a node image release, at `at` (default now), to
+/// `locations` (default everywhere, ring by ring over `rolloutHours`, default 0: all at once).
+pub async fn node_images_publish(
+    State(state): State<AppState>,
+    ArmJson(body): ArmJson<Publish>,
+) -> ArmResult<Response> {
+    use crate::providers::container_service::node_images::{self, Catalog, Release};
+    let now = state.clock.now();
+    let at = match &body.at {
+        Some(at) => parse_rfc3339(at).map_err(|e| arm_error!(BadRequest, "Invalid 'at': {e}"))?,
+        None => now,
+    };
+    let rollout_hours = body.rollout_hours.unwrap_or(0);
+    if !(0..=24 * 365).contains(&rollout_hours) {
+        return Err(arm_error!(BadRequest, "'rolloutHours' must be between 0 and 8760."));
+    }
+    let locations = match &body.locations {
+        Some(list) if !list.is_empty() => Some(
+            list.iter()
+                .map(|l| {
+                    fixtures::region(l)
+                        .map(|r| r.name.clone())
+                        .ok_or_else(|| arm_error!(BadRequest, "Unknown location '{l}'."))
+                })
+                .collect::<ArmResult<Vec<_>>>()?,
+        ),
+        _ => None,
+    };
+    let release = state
+        .db
+        .transact(|tx| -> ArmResult<Release> {
+            let catalog = Catalog::load(tx)?;
+            let version = match &body.version {
+                Some(v) => {
+                    if node_images::version_key(v).is_none() {
+                        return Err(arm_error!(
+                            BadRequest,
+                            "Invalid node image version '{v}': expected YYYYMM.DD.N, e.g. 202612.01.0."
+                        ));
+                    }
+                    if catalog.find(v, now).is_some() {
+                        return Err(arm_error!(Conflict, "Node image version '{v}' already exists."));
+                    }
+                    v.clone()
+                }
+                None => catalog.next_version(at),
+            };
+            let release =
+                Release { version, released: at, rollout_hours, locations: locations.clone(), published: true };
+            node_images::publish(tx, &release)?;
+            Ok(release)
+        })
+        .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(serde_json::to_value(&release).unwrap_or(Value::Null))).into_response())
 }

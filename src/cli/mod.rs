@@ -179,6 +179,75 @@ pub async fn explain(url: &str, principal: &str, action: &str, scope: &str) -> R
     serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
 }
 
+/// `armlet node-images list [--location L]` and `armlet node-images publish [--version V]
+/// [--location L ...] [--at T | --rollout-hours H]`.
+pub async fn node_images(
+    url: &str,
+    action: &str,
+    version: Option<&str>,
+    locations: &[String],
+    at: Option<&str>,
+    rollout_hours: Option<i64>,
+) -> Result<String, String> {
+    let base = format!("{}/_armlet/node-images", url.trim_end_matches('/'));
+    match action {
+        "list" => {
+            let url = match locations.first() {
+                Some(l) => {
+                    format!("{base}?location={}", form_urlencoded::byte_serialize(l.as_bytes()).collect::<String>())
+                }
+                None => base,
+            };
+            let value = get_json(&url).await?;
+            let mut out = format!("now {}\n", value["time"].as_str().unwrap_or_default());
+            if let Some(latest) = value["latest"].as_object() {
+                out.push_str(&format!("latest in {}:\n", value["location"].as_str().unwrap_or_default()));
+                for (sku, image) in latest {
+                    out.push_str(&format!("  {sku:<12} {}\n", image.as_str().unwrap_or_default()));
+                }
+            }
+            out.push_str("releases:\n");
+            for r in value["releases"].as_array().into_iter().flatten() {
+                let reach = match r.get("availableAt") {
+                    Some(Value::String(at)) => format!("  reaches it {at}"),
+                    Some(_) => "  never reaches it".into(),
+                    None => String::new(),
+                };
+                out.push_str(&format!(
+                    "  {}  released {}{}{}\n",
+                    r["version"].as_str().unwrap_or_default(),
+                    r["released"].as_str().unwrap_or_default(),
+                    if r["published"] == true { " (published)" } else { "" },
+                    reach
+                ));
+            }
+            Ok(out)
+        }
+        "publish" => {
+            let mut body = json!({});
+            if let Some(v) = version {
+                body["version"] = json!(v);
+            }
+            if !locations.is_empty() {
+                body["locations"] = json!(locations);
+            }
+            if let Some(at) = at {
+                body["at"] = json!(at);
+            }
+            if let Some(h) = rollout_hours {
+                body["rolloutHours"] = json!(h);
+            }
+            let (status, text) = http::request("POST", &base, Some(&body.to_string())).await?;
+            let value: Value = serde_json::from_str(&text).map_err(|_| format!("armlet answered {status}: {text}"))?;
+            if status >= 400 {
+                return Err(value["error"]["message"].as_str().unwrap_or(&text).to_owned());
+            }
+            serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
+        }
+        other => Err(format!("unknown node-images action '{other}' (list, publish)")),
+    }
+}
+
 /// `armlet health [--wait]`: whether armlet is ready; with `wait`, polls until it is.
 pub async fn health(url: &str, wait: Option<Duration>) -> Result<String, String> {
     let url = format!("{}/_armlet/health", url.trim_end_matches('/'));

@@ -776,3 +776,66 @@ async fn updating_the_kubelet_identity_reimages_every_node() {
     let old = cluster["properties"]["identityProfile"]["kubeletidentity"]["resourceId"].as_str().unwrap();
     assert_eq!(app.get(&format!("{old}?api-version=2024-11-30"), &token).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_published_node_image_reaches_only_its_regions() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    create_and_wait(&app, &token, "pub", "west", az_create_body()).await;
+    let mut east = az_create_body();
+    east["location"] = json!("eastus");
+    create_and_wait(&app, &token, "pub", "east", east).await;
+
+    let (status, _, release) =
+        app.send(Method::POST, "/_armlet/node-images", None, Some(json!({ "locations": ["West US 2"] }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{release}");
+    let version = release["version"].as_str().unwrap().to_owned();
+    assert!(version.starts_with("202603.01."), "dated by the clock: {version}");
+    let (status, _, again) =
+        app.send(Method::POST, "/_armlet/node-images", None, Some(json!({ "version": version }))).await;
+    assert_arm_error(status, &again, StatusCode::CONFLICT, "Conflict");
+    let (status, _, bad) = app.send(Method::POST, "/_armlet/node-images", None, Some(json!({ "version": "v2" }))).await;
+    assert_arm_error(status, &bad, StatusCode::BAD_REQUEST, "BadRequest");
+
+    let (_, listed) = app.get_public("/_armlet/node-images?location=eastus").await;
+    assert!(!listed["latest"]["Ubuntu"].as_str().unwrap().ends_with(&version), "{listed}");
+    let ours = listed["releases"].as_array().unwrap().iter().find(|r| r["version"] == version.as_str()).unwrap();
+    assert_eq!(ours["available"], false);
+    assert!(ours["availableAt"].is_null());
+
+    let (status, _, _) = app
+        .send(
+            Method::POST,
+            &cluster_path("pub", "east", "/agentPools/nodepool1/upgradeNodeImageVersion"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "eastus has nothing newer");
+    let (status, headers, _) = app
+        .send(
+            Method::POST,
+            &cluster_path("pub", "west", "/agentPools/nodepool1/upgradeNodeImageVersion"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    advance(&app, "3s").await;
+    poll(&app, &token, &headers).await;
+    let (_, west) = app.get(&cluster_uri("pub", "west"), &token).await;
+    assert!(west["properties"]["agentPoolProfiles"][0]["nodeImageVersion"].as_str().unwrap().ends_with(&version));
+
+    // A staged release reaches westus2 (ring 3 of 4) later than the canary ring.
+    let (status, _, staged) =
+        app.send(Method::POST, "/_armlet/node-images", None, Some(json!({ "rolloutHours": 96 }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{staged}");
+    let (_, listed) = app.get_public("/_armlet/node-images?location=westus2").await;
+    let staged_entry =
+        listed["releases"].as_array().unwrap().iter().find(|r| r["version"] == staged["version"]).unwrap();
+    assert_eq!(staged_entry["available"], false);
+    let (_, canary) = app.get_public("/_armlet/node-images?location=westcentralus").await;
+    let canary_entry =
+        canary["releases"].as_array().unwrap().iter().find(|r| r["version"] == staged["version"]).unwrap();
+    assert_eq!(canary_entry["available"], true);
+}
