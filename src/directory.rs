@@ -262,6 +262,32 @@ impl ServicePrincipal {
 
 /// Checks `secret` against `credentials` (the principal's and its application's) at
 /// simulated time `now`.
+/// What the directory says about the secret with this hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretState {
+    /// Valid, until the given time (never when `None`).
+    Valid(Option<OffsetDateTime>),
+    Expired(OffsetDateTime),
+    /// No credential has it any more (replaced by `az ad sp credential reset`, or never was).
+    Unknown,
+}
+
+/// Looks up a secret by its hash among `credentials`.
+pub fn secret_state<'a>(
+    credentials: impl IntoIterator<Item = &'a PasswordCredential>,
+    secret_sha256: &str,
+    now: OffsetDateTime,
+) -> SecretState {
+    let mut state = SecretState::Unknown;
+    for credential in credentials.into_iter().filter(|c| c.secret_sha256 == secret_sha256) {
+        match credential.end_date_time {
+            Some(end) if end <= now => state = SecretState::Expired(end),
+            end => return SecretState::Valid(end),
+        }
+    }
+    state
+}
+
 pub fn check_secret<'a>(
     credentials: impl IntoIterator<Item = &'a PasswordCredential>,
     secret: &str,

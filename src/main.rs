@@ -101,6 +101,15 @@ enum Command {
         #[arg(long)]
         rollout_hours: Option<i64>,
     },
+    /// A cluster as armlet sees it: health | nodes, for a cluster resource id.
+    Cluster {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// health (what each identity can do, what is pending) or nodes.
+        action: String,
+        /// The cluster's resource id (/subscriptions/…/managedClusters/NAME).
+        id: String,
+    },
     /// Report readiness; with --wait, block until ready (for scripts and health checks).
     Health {
         #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
@@ -215,6 +224,7 @@ async fn main() -> ExitCode {
             print_result(armlet::cli::subscriptions(&url, &action, name.as_deref(), new_tenant).await)
         }
         Some(Command::Events { url }) => print_result(armlet::cli::events(&url).await),
+        Some(Command::Cluster { url, action, id }) => print_result(armlet::cli::cluster(&url, &action, &id).await),
         Some(Command::NodeImages { url, action, version, locations, at, rollout_hours }) => print_result(
             armlet::cli::node_images(&url, &action, version.as_deref(), &locations, at.as_deref(), rollout_hours).await,
         ),

@@ -17,6 +17,7 @@ use crate::arm::resource_id::segments;
 use crate::arm::{ArmError, ArmRequest, ArmResult, headers};
 use crate::auth::{bearer, entra, imds};
 use crate::providers::authorization::{self as authz, role_assignments as ra, role_definitions as rd};
+use crate::providers::container_registry::registries;
 use crate::providers::container_service::{
     agent_pools as ap, credentials as aks_credentials, kubernetes_versions, managed_clusters as mc, nodes as aks_nodes,
     operations as aks_operations,
@@ -24,6 +25,7 @@ use crate::providers::container_service::{
 use crate::providers::managed_identity::{
     federated_identity_credentials as fic, system_assigned_identities as sai, user_assigned_identities as uai,
 };
+use crate::providers::network::{subnets, virtual_networks as vnets};
 use crate::providers::resources::{
     self as rp, generic_resources, locations, operations, providers as rps, resource_groups, subscriptions,
 };
@@ -309,6 +311,59 @@ pub fn arm_routes() -> RouteTable<AppState> {
         "Machines_Get",
         h!(aks_nodes::get_machine),
     );
+    // ---- Microsoft.ContainerRegistry ----
+    const ACR: &str = "Microsoft.ContainerRegistry/registries";
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/providers/Microsoft.ContainerRegistry/registries",
+        ACR,
+        "Registries_List",
+        h!(registries::list),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries",
+        ACR,
+        "Registries_ListByResourceGroup",
+        h!(registries::list_by_resource_group),
+    );
+    let registry = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}";
+    t.add(Method::PUT, registry, ACR, "Registries_Create", h!(registries::create));
+    t.add(Method::GET, registry, ACR, "Registries_Get", h!(registries::get));
+    t.add(Method::PATCH, registry, ACR, "Registries_Update", h!(registries::update));
+    t.add(Method::DELETE, registry, ACR, "Registries_Delete", h!(registries::delete));
+    // ---- Microsoft.Network ----
+    const VNET: &str = "Microsoft.Network/virtualNetworks";
+    const SUBNET: &str = "Microsoft.Network/virtualNetworks/subnets";
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/providers/Microsoft.Network/virtualNetworks",
+        VNET,
+        "VirtualNetworks_ListAll",
+        h!(vnets::list_all),
+    );
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/virtualNetworks",
+        VNET,
+        "VirtualNetworks_List",
+        h!(vnets::list),
+    );
+    let vnet = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/virtualNetworks/{virtualNetworkName}";
+    t.add(Method::PUT, vnet, VNET, "VirtualNetworks_CreateOrUpdate", h!(vnets::create_or_update));
+    t.add(Method::GET, vnet, VNET, "VirtualNetworks_Get", h!(vnets::get));
+    t.add(Method::DELETE, vnet, VNET, "VirtualNetworks_Delete", h!(vnets::delete));
+    t.add(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/virtualNetworks/{virtualNetworkName}/subnets",
+        SUBNET,
+        "Subnets_List",
+        h!(subnets::list),
+    );
+    let subnet = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/virtualNetworks/{virtualNetworkName}/subnets/{subnetName}";
+    t.add(Method::PUT, subnet, SUBNET, "Subnets_CreateOrUpdate", h!(subnets::create_or_update));
+    t.add(Method::GET, subnet, SUBNET, "Subnets_Get", h!(subnets::get));
+    t.add(Method::DELETE, subnet, SUBNET, "Subnets_Delete", h!(subnets::delete));
     // ---- extension resources at any scope (last: `{scope}` matches anything) ----
     const RA: &str = "Microsoft.Authorization/roleAssignments";
     const RD: &str = "Microsoft.Authorization/roleDefinitions";

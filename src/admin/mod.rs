@@ -436,13 +436,21 @@ pub async fn events(
 }
 
 /// `GET /_armlet/clusters/{cluster resource id}/nodes`: a cluster's nodes with the node image
-/// each runs and the credential its kubelet uses (what ARM cannot show).
+/// each runs, the credential its kubelet uses and its downtime (what ARM cannot show);
+/// `…/health`: what each of its identities can do and what is pending.
 pub async fn cluster_nodes(
     State(state): State<AppState>,
     axum::extract::Path(path): axum::extract::Path<String>,
 ) -> ArmResult<Json<Value>> {
+    use crate::providers::container_service::health;
+    if let Some(id) = path.strip_suffix("/health") {
+        return Ok(Json(health::report(&state, &format!("/{}", id.trim_start_matches('/')))?));
+    }
     let Some(id) = path.strip_suffix("/nodes") else {
-        return Err(crate::arm_error!(NotFound, "Use GET /_armlet/clusters/{{cluster resource id}}/nodes."));
+        return Err(crate::arm_error!(
+            NotFound,
+            "Use GET /_armlet/clusters/{{cluster resource id}}/nodes or /_armlet/clusters/{{cluster resource id}}/health."
+        ));
     };
     let id = format!("/{}", id.trim_start_matches('/'));
     Ok(Json(crate::providers::container_service::nodes::admin_list(&state, &id)?))

@@ -77,6 +77,10 @@ pub enum ErrorCode {
     NotSupported,
     CustomKubeletIdentityPropertyError,
     OIDCIssuerCannotBeDisabled,
+    InvalidRequestFormat,
+    InvalidAddressPrefixFormat,
+    NetcfgSubnetRangeOutsideVnet,
+    NetcfgSubnetRangesOverlap,
     // ---- armlet's side ----
     NotImplemented,
     InternalServerError,
@@ -149,6 +153,10 @@ impl ErrorCode {
             NotSupported => "NotSupported",
             CustomKubeletIdentityPropertyError => "CustomKubeletIdentityPropertyError",
             OIDCIssuerCannotBeDisabled => "OIDCIssuerCannotBeDisabled",
+            InvalidRequestFormat => "InvalidRequestFormat",
+            InvalidAddressPrefixFormat => "InvalidAddressPrefixFormat",
+            NetcfgSubnetRangeOutsideVnet => "NetcfgSubnetRangeOutsideVnet",
+            NetcfgSubnetRangesOverlap => "NetcfgSubnetRangesOverlap",
             NotImplemented => "NotImplemented",
             InternalServerError => "InternalServerError",
         }

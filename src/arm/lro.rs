@@ -75,6 +75,14 @@ impl Operation {
         tx.put(pending_key(&op.id), &op.due_at.unix_timestamp())
     }
 
+    /// Moves a running operation's due time: it waits for something on the clock.
+    pub fn reschedule(mut self, tx: &mut Tx<'_>, due_at: OffsetDateTime) -> Result<Self, StoreError> {
+        self.due_at = due_at;
+        tx.put(key(&self.id), &self)?;
+        tx.put(pending_key(&self.id), &due_at.unix_timestamp())?;
+        Ok(self)
+    }
+
     pub fn is_done(&self) -> bool {
         self.status != OperationStatus::InProgress
     }

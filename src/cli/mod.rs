@@ -248,6 +248,74 @@ pub async fn node_images(
     }
 }
 
+/// `armlet cluster health|nodes <cluster resource id>`.
+pub async fn cluster(url: &str, action: &str, id: &str) -> Result<String, String> {
+    if action != "health" && action != "nodes" {
+        return Err(format!("unknown cluster action '{action}' (health, nodes)"));
+    }
+    let id = id.trim().trim_start_matches('/');
+    let value = get_json(&format!("{}/_armlet/clusters/{id}/{action}", url.trim_end_matches('/'))).await?;
+    if action == "nodes" {
+        return serde_json::to_string_pretty(&value).map_err(|e| e.to_string());
+    }
+    let mut out = format!(
+        "{} at {}: {}\n",
+        value["cluster"].as_str().unwrap_or_default(),
+        value["time"].as_str().unwrap_or_default(),
+        if value["healthy"] == true { "healthy" } else { "UNHEALTHY" }
+    );
+    for problem in value["problems"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  ! {}\n", problem.as_str().unwrap_or_default()));
+    }
+    let cp = &value["controlPlane"];
+    out.push_str(&format!(
+        "control plane: {} {}\n",
+        cp["type"].as_str().unwrap_or_default(),
+        cp["principalId"].as_str().or(cp["clientId"].as_str()).unwrap_or_default()
+    ));
+    for pool in value["pools"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "pool {}: {} nodes on {} (newest here {})\n",
+            pool["name"].as_str().unwrap_or_default(),
+            pool["nodes"],
+            pool["nodeImageVersion"].as_str().unwrap_or_default(),
+            pool["latestNodeImageVersion"].as_str().unwrap_or_default()
+        ));
+        for k in pool["kubelets"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  kubelet: {} {} on {} node(s)\n",
+                k["credential"]["type"].as_str().unwrap_or_default(),
+                k["credential"]["clientId"].as_str().unwrap_or_default(),
+                k["nodes"]
+            ));
+        }
+    }
+    for registry in value["registries"].as_array().into_iter().flatten() {
+        for pull in registry["pulls"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "pull {} from {}: {}\n",
+                pull["pool"].as_str().unwrap_or_default(),
+                registry["loginServer"].as_str().unwrap_or_default(),
+                if pull["ok"] == true {
+                    "ok".to_owned()
+                } else {
+                    format!("denied ({})", pull["reason"].as_str().unwrap_or_default())
+                }
+            ));
+        }
+    }
+    out.push_str("pending:\n");
+    for event in value["pending"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {}  {}  {}\n",
+            event["due"].as_str().unwrap_or_default(),
+            event["kind"].as_str().unwrap_or_default(),
+            event["subject"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(out)
+}
+
 /// `armlet health [--wait]`: whether armlet is ready; with `wait`, polls until it is.
 pub async fn health(url: &str, wait: Option<Duration>) -> Result<String, String> {
     let url = format!("{}/_armlet/health", url.trim_end_matches('/'));

@@ -2,8 +2,10 @@
 //! after the swagger operationIds.
 
 pub mod authorization;
+pub mod container_registry;
 pub mod container_service;
 pub mod managed_identity;
+pub mod network;
 pub mod resources;
 
 use crate::arm::lro::{self, Operation};
@@ -32,6 +34,10 @@ pub async fn settle_operations(state: &AppState) -> Result<Vec<Operation>, Store
                 state.db.transact(|tx| op.finish(tx, Err(error), now)).await?
             }
         };
+        if !done.is_done() {
+            // Rescheduled: it waits for something later on the clock.
+            continue;
+        }
         state.events.record(serde_json::json!({
             "kind": done.kind,
             "subject": done.resource_id,

@@ -839,3 +839,163 @@ async fn a_published_node_image_reaches_only_its_regions() {
         canary["releases"].as_array().unwrap().iter().find(|r| r["version"] == staged["version"]).unwrap();
     assert_eq!(canary_entry["available"], true);
 }
+
+/// A service principal (what `az ad sp create-for-rbac` makes) whose secret expires in 30 days.
+async fn new_service_principal(app: &TestApp, secret: &str) -> (String, String) {
+    use armlet::directory::{PasswordCredential, ServicePrincipal};
+    let app_id = uuid::Uuid::new_v4().to_string();
+    let object_id = uuid::Uuid::new_v4().to_string();
+    let principal = ServicePrincipal {
+        id: object_id.clone(),
+        app_id: app_id.clone(),
+        display_name: "aks-sp".into(),
+        tenant_id: tenant_id().into(),
+        service_principal_type: "Application".into(),
+        service_principal_names: vec![app_id.clone()],
+        alternative_names: Vec::new(),
+        password_credentials: vec![PasswordCredential::new(
+            uuid::Uuid::new_v4().to_string(),
+            secret,
+            FROZEN_AT - time::Duration::days(1),
+            Some(FROZEN_AT + time::Duration::days(30)),
+        )],
+        created_date_time: FROZEN_AT - time::Duration::days(1),
+    };
+    app.state.db.transact(|tx| principal.save(tx)).await.unwrap();
+    (app_id, object_id)
+}
+
+fn sp_cluster(app_id: &str, secret: &str) -> Value {
+    let mut body = az_create_body();
+    body.as_object_mut().unwrap().remove("identity");
+    body["properties"]["servicePrincipalProfile"] = json!({ "clientId": app_id, "secret": secret });
+    body
+}
+
+async fn health(app: &TestApp, cluster: &Value) -> Value {
+    let (status, body) = app.get_public(&format!("/_armlet/clusters{}/health", cluster["id"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn acr_pulls_break_after_migration_until_the_kubelet_identity_is_granted() {
+    const ACR_PULL: &str = "7f951dda-4ed3-4680-a7ca-43fe172d538d";
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    let (app_id, sp_object) = new_service_principal(&app, "s3cret-value").await;
+    let cluster = create_and_wait(&app, &token, "acrflow", "c1", sp_cluster(&app_id, "s3cret-value")).await;
+    let registry_uri = format!(
+        "/subscriptions/{}/resourceGroups/acrflow/providers/Microsoft.ContainerRegistry/registries/myacr1?api-version=2026-09-01-preview",
+        sub_id()
+    );
+    let (status, _, registry) = app
+        .send(
+            Method::PUT,
+            &registry_uri,
+            Some(&token),
+            Some(json!({ "location": "westus2", "sku": { "name": "Basic" } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{registry}");
+    let registry_id = registry["id"].as_str().unwrap();
+    // --attach-acr on the service principal cluster: AcrPull for the service principal.
+    grant(&app, &token, registry_id, ACR_PULL, &sp_object).await;
+    let pending = health(&app, &cluster).await;
+    assert_eq!(pending["healthy"], false, "the grant is still propagating: {pending}");
+    advance(&app, "11s").await;
+    let report = health(&app, &cluster).await;
+    assert_eq!(report["healthy"], true, "{report}");
+    assert_eq!(report["registries"][0]["attached"], true);
+    assert_eq!(report["registries"][0]["pulls"][0]["ok"], true);
+    assert_eq!(report["controlPlane"]["type"], "ServicePrincipal");
+    assert_eq!(report["controlPlane"]["secret"]["ok"], true);
+
+    // Migrate; the nodes keep the service principal, so pulls still work.
+    let mut update = cluster.clone();
+    update["identity"] = json!({ "type": "SystemAssigned" });
+    let (_, headers, _) = app.send(Method::PUT, &cluster_uri("acrflow", "c1"), Some(&token), Some(update)).await;
+    poll(&app, &token, &headers).await;
+    let report = health(&app, &cluster).await;
+    assert_eq!(report["controlPlane"]["type"], "SystemAssigned");
+    assert_eq!(report["pools"][0]["kubelets"][0]["credential"]["type"], "ServicePrincipal");
+    assert!(report["migration"].is_object());
+    assert_eq!(report["registryPullsDenied"], 0, "{report}");
+
+    // A newer node image moves the nodes to the kubelet identity, which has no AcrPull.
+    advance(&app, "15d").await;
+    let upgrade = cluster_path("acrflow", "c1", "/agentPools/nodepool1/upgradeNodeImageVersion");
+    let (status, headers, _) = app.send(Method::POST, &upgrade, Some(&token), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    advance(&app, "3s").await;
+    poll(&app, &token, &headers).await;
+    let report = health(&app, &cluster).await;
+    assert_eq!(report["healthy"], false, "{report}");
+    assert_eq!(report["registryPullsDenied"], 1);
+    assert!(report["problems"][0].as_str().unwrap().contains("cannot pull from myacr1.azurecr.io"), "{report}");
+
+    // `az aks update --attach-acr` again: AcrPull for the kubelet identity; works once propagated.
+    let (_, current) = app.get(&cluster_uri("acrflow", "c1"), &token).await;
+    let kubelet = current["properties"]["identityProfile"]["kubeletidentity"]["objectId"].as_str().unwrap();
+    grant(&app, &token, registry_id, ACR_PULL, kubelet).await;
+    let report = health(&app, &cluster).await;
+    assert!(
+        report["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "Microsoft.Authorization/roleAssignmentPropagation")
+    );
+    advance(&app, "11s").await;
+    let report = health(&app, &cluster).await;
+    assert_eq!(report["healthy"], true, "{report}");
+}
+
+#[tokio::test]
+async fn an_expired_service_principal_secret_makes_the_cluster_unhealthy_until_reset() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    let (app_id, sp_object) = new_service_principal(&app, "old-secret").await;
+    let cluster = create_and_wait(&app, &token, "expiry", "c1", sp_cluster(&app_id, "old-secret")).await;
+    let report = health(&app, &cluster).await;
+    assert!(
+        report["pending"].as_array().unwrap().iter().any(|e| e["kind"] == "Microsoft.Graph/secretExpiry"),
+        "{report}"
+    );
+    advance(&app, "31d").await;
+    let report = health(&app, &cluster).await;
+    assert_eq!(report["healthy"], false);
+    assert_eq!(report["controlPlane"]["secret"]["ok"], false);
+    // Operations that need the secret fail as AKS's do.
+    let (_, current) = app.get(&cluster_uri("expiry", "c1"), &token).await;
+    let (status, _, body) = app.send(Method::PUT, &cluster_uri("expiry", "c1"), Some(&token), Some(current)).await;
+    let message = assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "ServicePrincipalValidationClientError");
+    assert!(message.contains("AADSTS7000222"), "{message}");
+    let (status, _, body) = app
+        .send(Method::PUT, &cluster_path("expiry", "c1", "/agentPools/more"), Some(&token), Some(json!({ "properties": { "count": 1 } })))
+        .await;
+    assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "ServicePrincipalValidationClientError");
+    // A new secret (az ad sp credential reset) and az aks update-credentials --reset-service-principal.
+    app.state
+        .db
+        .transact(|tx| {
+            let mut sp = armlet::directory::ServicePrincipal::find_by_id_in(tx, &sp_object)?.unwrap();
+            let now = FROZEN_AT + time::Duration::days(31);
+            sp.password_credentials = vec![armlet::directory::PasswordCredential::new(
+                uuid::Uuid::new_v4().to_string(),
+                "new-secret",
+                now,
+                Some(now + time::Duration::days(365)),
+            )];
+            sp.save(tx)
+        })
+        .await
+        .unwrap();
+    let reset = cluster_path("expiry", "c1", "/resetServicePrincipalProfile");
+    let (status, headers, body) =
+        app.send(Method::POST, &reset, Some(&token), Some(json!({ "clientId": app_id, "secret": "new-secret" }))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    poll(&app, &token, &headers).await;
+    let report = health(&app, &cluster).await;
+    assert_eq!(report["healthy"], true, "{report}");
+}

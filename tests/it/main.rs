@@ -6,6 +6,8 @@ mod admin;
 mod arm_core;
 mod auth;
 mod authorization;
+mod container_registry;
 mod container_service;
 mod durability;
+mod network;
 mod resources;

@@ -228,6 +228,20 @@ pub fn complete_profile(
     Ok(Value::Object(pool))
 }
 
+/// A pool's `vnetSubnetID` must name an existing subnet.
+pub fn check_subnet(state: &AppState, pool: &Value) -> ArmResult<()> {
+    let Some(subnet) = pool["vnetSubnetID"].as_str().filter(|s| !s.is_empty()) else { return Ok(()) };
+    if crate::providers::network::subnets::find(state, subnet)?.is_none() {
+        return Err(arm_error!(
+            InvalidParameter,
+            "The subnet '{subnet}' of agent pool '{}' does not exist. Create it first (az network vnet subnet create).",
+            pool["name"].as_str().unwrap_or_default()
+        )
+        .with_target("properties.agentPoolProfiles.vnetSubnetID"));
+    }
+    Ok(())
+}
+
 /// The cluster's pools after a cluster PUT: the request's list (with defaults) or, if the
 /// request has none, the stored one.
 pub fn apply_profiles(
@@ -377,6 +391,26 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
             let catalog = Catalog::load(tx)?;
             let ctx = PoolContext { control_plane: (&version, &current), catalog: &catalog, location: &location, now };
             let mut pool = complete_profile(&props, previous.as_ref(), &ctx)?;
+            check_subnet(&state, &pool)?;
+            // New or changed nodes on a service principal cluster need its secret to be valid.
+            if !cluster["identity"].is_object()
+                && let Some(client_id) = cluster["properties"]["servicePrincipalProfile"]["clientId"].as_str()
+            {
+                let stored = ClusterInternals::load(tx, cluster["id"].as_str().unwrap_or(&id))?
+                    .and_then(|i| i.service_principal_secret);
+                let tenant = tx
+                    .get::<Subscription>(&Subscription::key(req.param("subscriptionId")))?
+                    .map(|s| s.tenant_id)
+                    .unwrap_or_default();
+                super::cluster_identities::check_service_principal_at(
+                    &state,
+                    tx,
+                    &tenant,
+                    now,
+                    client_id,
+                    stored.as_deref(),
+                )?;
+            }
             let upgrading = previous.as_ref().is_some_and(|prev| {
                 prev["currentOrchestratorVersion"] != pool["currentOrchestratorVersion"]
                     || prev["nodeImageVersion"] != pool["nodeImageVersion"]

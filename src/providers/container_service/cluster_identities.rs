@@ -15,7 +15,7 @@ use crate::arm::resource_id::{key, storage_key};
 use crate::arm::{ArmError, ArmRequest, ArmResult};
 use crate::arm_error;
 use crate::auth::rbac::Decision;
-use crate::directory::{Application, SecretCheck, ServicePrincipal, check_secret};
+use crate::directory::{Application, SecretState, ServicePrincipal, hash_secret, secret_state};
 use crate::providers::authorization::role_definitions::{CONTRIBUTOR, MONITORING_METRICS_PUBLISHER, READER};
 use crate::providers::authorization::{self as authz, role_assignments};
 use crate::providers::managed_identity::system_assigned_identities as sai;
@@ -64,8 +64,10 @@ pub enum ControlPlane {
         principal_id: String,
         client_id: String,
     },
+    /// `secret_sha256`: the secret the cluster was given, by hash (the secret is never kept).
     ServicePrincipal {
         client_id: String,
+        secret_sha256: Option<String>,
     },
 }
 
@@ -99,7 +101,7 @@ impl ControlPlane {
 
     pub fn service_principal_profile(&self) -> Value {
         match self {
-            ControlPlane::ServicePrincipal { client_id } => json!({ "clientId": client_id }),
+            ControlPlane::ServicePrincipal { client_id, .. } => json!({ "clientId": client_id }),
             _ => json!({ "clientId": "msi" }),
         }
     }
@@ -155,25 +157,54 @@ fn service_principal_not_found(client_id: &str, tenant: &str) -> ArmError {
     )
 }
 
+/// The secret state of a service principal's secret (by hash), over its own and its
+/// application's credentials.
+pub fn service_principal_secret(
+    tx: &Tx<'_>,
+    principal: &ServicePrincipal,
+    secret_sha256: &str,
+    now: OffsetDateTime,
+) -> Result<SecretState, crate::store::StoreError> {
+    let application = Application::find_by_app_id_in(tx, &principal.app_id)?;
+    let credentials =
+        principal.password_credentials.iter().chain(application.iter().flat_map(|a| a.password_credentials.iter()));
+    Ok(secret_state(credentials, secret_sha256, now))
+}
+
 /// Checks a service principal profile against the directory: the application must exist (and
-/// have replicated) and the secret, when given, must be one of its valid secrets.
-pub fn check_service_principal(ctx: &Ctx<'_>, tx: &Tx<'_>, client_id: &str, secret: Option<&str>) -> ArmResult<()> {
+/// have replicated) and the secret (given now, or the one the cluster was given before, by
+/// hash) must still be one of its valid secrets.
+pub fn check_service_principal(
+    ctx: &Ctx<'_>,
+    tx: &Tx<'_>,
+    client_id: &str,
+    secret_sha256: Option<&str>,
+) -> ArmResult<()> {
+    check_service_principal_at(ctx.state, tx, ctx.tenant, ctx.now, client_id, secret_sha256)
+}
+
+/// [`check_service_principal`] outside a cluster write.
+pub fn check_service_principal_at(
+    state: &AppState,
+    tx: &Tx<'_>,
+    tenant: &str,
+    now: OffsetDateTime,
+    client_id: &str,
+    secret_sha256: Option<&str>,
+) -> ArmResult<()> {
     let principal = ServicePrincipal::find_by_app_id_in(tx, client_id)?
-        .filter(|p| p.created_date_time + ctx.state.settings.replication_lag <= ctx.now)
-        .ok_or_else(|| service_principal_not_found(client_id, ctx.tenant))?;
-    if let Some(secret) = secret {
-        let application = Application::find_by_app_id_in(tx, client_id)?;
-        let credentials =
-            principal.password_credentials.iter().chain(application.iter().flat_map(|a| a.password_credentials.iter()));
-        match check_secret(credentials, secret, ctx.now) {
-            SecretCheck::Valid => {}
-            SecretCheck::Expired => {
+        .filter(|p| p.created_date_time + state.settings.replication_lag <= now)
+        .ok_or_else(|| service_principal_not_found(client_id, tenant))?;
+    if let Some(hash) = secret_sha256 {
+        match service_principal_secret(tx, &principal, hash, now)? {
+            SecretState::Valid(_) => {}
+            SecretState::Expired(_) => {
                 return Err(arm_error!(
                     ServicePrincipalValidationClientError,
-                    "Service principal validation failed: AADSTS7000222: The provided client secret keys for app '{client_id}' are expired."
+                    "Service principal validation failed: AADSTS7000222: The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
                 ));
             }
-            SecretCheck::Wrong => {
+            SecretState::Unknown => {
                 return Err(arm_error!(
                     ServicePrincipalValidationClientError,
                     "Service principal validation failed: AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
@@ -191,6 +222,7 @@ pub fn resolve_control_plane(
     tx: &mut Tx<'_>,
     body: &Value,
     existing: Option<&Value>,
+    stored_secret: Option<&str>,
 ) -> ArmResult<ControlPlane> {
     let identity = &body["identity"];
     if !identity.is_null() && !identity.is_object() {
@@ -287,8 +319,12 @@ pub fn resolve_control_plane(
                 )
                 .with_target("properties.servicePrincipalProfile.secret"));
             }
-            check_service_principal(ctx, tx, &client_id, secret)?;
-            Ok(ControlPlane::ServicePrincipal { client_id })
+            let secret_sha256 = match secret {
+                Some(secret) => Some(hash_secret(secret)),
+                None => stored_secret.map(str::to_owned),
+            };
+            check_service_principal(ctx, tx, &client_id, secret_sha256.as_deref())?;
+            Ok(ControlPlane::ServicePrincipal { client_id, secret_sha256 })
         }
     }
 }
@@ -422,11 +458,6 @@ pub fn resolve_kubelet(
     Ok(Kubelet { identity, check, changed: before_id.is_some() })
 }
 
-/// Whether the grant a running operation waits for is effective now.
-pub fn kubelet_permission_ready(state: &AppState, check: &KubeletCheck) -> ArmResult<bool> {
-    Ok(authz::decide(state, &check.control_plane_principal, ASSIGN_ACTION, &check.kubelet_identity)?.is_allowed())
-}
-
 pub fn missing_kubelet_permission(check: &KubeletCheck) -> ArmError {
     arm_error!(
         CustomKubeletIdentityMissingPermissionError,
@@ -517,7 +548,13 @@ pub fn reconcile_addons(ctx: &Ctx<'_>, tx: &mut Tx<'_>, requested: &Value, manag
 
 /// The control plane's default grant: Contributor on the node resource group.
 pub fn grant_control_plane(ctx: &Ctx<'_>, tx: &mut Tx<'_>, control_plane: &ControlPlane) -> ArmResult<()> {
-    if let Some(principal) = control_plane.principal_id() {
+    let principal = match control_plane {
+        ControlPlane::ServicePrincipal { client_id, .. } => {
+            ServicePrincipal::find_by_app_id_in(tx, client_id)?.map(|p| p.id)
+        }
+        other => other.principal_id().map(str::to_owned),
+    };
+    if let Some(principal) = principal.as_deref() {
         role_assignments::ensure_in(
             tx,
             &ctx.node_group_id(),

@@ -26,9 +26,10 @@ use crate::arm::paging::page;
 use crate::arm::resource_id::{key, storage_key, storage_prefix_under};
 use crate::arm::{ArmError, ArmRequest, ArmResult};
 use crate::arm_error;
+use crate::auth::rbac::Decision;
 use crate::clock::rfc3339;
 use crate::directory::ServicePrincipal;
-use crate::providers::authorization::role_assignments;
+use crate::providers::authorization::{self as authz, role_assignments};
 use crate::providers::managed_identity::system_assigned_identities as sai;
 use crate::providers::managed_identity::user_assigned_identities::normalize_location;
 use crate::providers::resources::resource_groups;
@@ -334,7 +335,8 @@ fn write_cluster(
         node_group: &node_group,
         now,
     };
-    let control_plane = identities::resolve_control_plane(&ctx, tx, body, existing.as_ref())?;
+    let stored_secret = internals.as_ref().and_then(|i| i.service_principal_secret.clone());
+    let control_plane = identities::resolve_control_plane(&ctx, tx, body, existing.as_ref(), stored_secret.as_deref())?;
     // A system-assigned control plane replaced by a user-assigned one leaves the directory.
     if !matches!(control_plane, ControlPlane::System { .. })
         && let Some(old_principal) = ServicePrincipal::find_by_resource_id_in(tx, &stored_id)?
@@ -374,6 +376,7 @@ fn write_cluster(
         state_label,
     )?;
     for pool in &pools {
+        agent_pools::check_subnet(state, pool)?;
         if version_tuple(pool["currentOrchestratorVersion"].as_str().unwrap_or_default()) > version_tuple(&current) {
             return Err(arm_error!(
                 InvalidParameter,
@@ -508,10 +511,15 @@ fn write_cluster(
                 kubelet_check: None,
                 reimage: false,
                 legacy_service_principal: None,
+                service_principal_secret: None,
+                former_kubelets: Vec::new(),
             }
         }
     };
     internals.legacy_service_principal = legacy;
+    if let ControlPlane::ServicePrincipal { secret_sha256, .. } = &control_plane {
+        internals.service_principal_secret = secret_sha256.clone();
+    }
     let mut due = now + OPERATION_DURATION;
     if let Some((check, effective)) = kubelet.check {
         internals.kubelet_check = Some(check);
@@ -687,7 +695,7 @@ async fn start_action(
     req: &ArmRequest,
     kind: &'static str,
     in_progress: &'static str,
-    check: impl FnOnce(&Tx<'_>, &mut Value) -> ArmResult<()>,
+    check: impl FnOnce(&mut Tx<'_>, &mut Value) -> ArmResult<()>,
 ) -> ArmResult<Response> {
     let now = state.clock.now();
     let op = state
@@ -792,8 +800,13 @@ pub async fn reset_service_principal_profile(state: AppState, req: ArmRequest) -
             node_group: &node_group,
             now,
         };
-        identities::check_service_principal(&ctx, tx, &client_id, Some(&secret))?;
+        let secret_sha256 = crate::directory::hash_secret(&secret);
+        identities::check_service_principal(&ctx, tx, &client_id, Some(&secret_sha256))?;
         cluster["properties"]["servicePrincipalProfile"] = json!({ "clientId": client_id });
+        if let Some(mut internals) = ClusterInternals::load(tx, &id)? {
+            internals.service_principal_secret = Some(secret_sha256);
+            internals.save(tx, &id)?;
+        }
         Ok(())
     })
     .await
@@ -854,32 +867,172 @@ pub async fn not_emulated(_state: AppState, req: ArmRequest) -> ArmResult<Respon
     ))
 }
 
-/// Completes a ContainerService operation in one transaction.
+/// The action a cluster identity needs on a subnet its nodes join.
+const SUBNET_JOIN_ACTION: &str = "Microsoft.Network/virtualNetworks/subnets/join/action";
+
+/// How long (simulated) a cluster write waits for a subnet grant that does not exist yet: az
+/// grants a system-assigned control plane Network Contributor only after the PUT answers.
+const SUBNET_GRANT_WAIT: Duration = Duration::seconds(30);
+
+/// Whether a due write may complete now.
+enum Gate {
+    Go,
+    Wait(OffsetDateTime),
+    Fail(ArmError),
+}
+
+/// The control plane's principal: the system-assigned identity, the user-assigned one, or the
+/// service principal's object.
+fn control_plane_principal(state: &AppState, cluster: &Value) -> Result<Option<String>, StoreError> {
+    let identity = &cluster["identity"];
+    if let Some(p) = identity["principalId"].as_str() {
+        return Ok(Some(p.to_owned()));
+    }
+    if let Some(p) = identity["userAssignedIdentities"]
+        .as_object()
+        .and_then(|m| m.values().next())
+        .and_then(|v| v["principalId"].as_str())
+    {
+        return Ok(Some(p.to_owned()));
+    }
+    match cluster["properties"]["servicePrincipalProfile"]["clientId"].as_str() {
+        Some(app) if app != "msi" => Ok(ServicePrincipal::find_by_app_id(&state.db, app)?.map(|p| p.id)),
+        _ => Ok(None),
+    }
+}
+
+/// Checks what a cluster or pool write waits for before its nodes come up: the control plane's
+/// Managed Identity Operator grant on a custom kubelet identity, and its right to join the
+/// subnets new pools use. Role assignments are not written by completions, so reading them
+/// before the completing transaction is safe.
+fn preflight(state: &AppState, op: &Operation, now: OffsetDateTime) -> Result<Gate, StoreError> {
+    if state.settings.rbac == crate::state::RbacMode::Off {
+        return Ok(Gate::Go);
+    }
+    let (cluster_id, only_pool) = match op.kind.as_str() {
+        WRITE => (op.resource_id.as_str(), None),
+        agent_pools::WRITE => match op.resource_id.rsplit_once("/agentPools/") {
+            Some((cluster, pool)) => (cluster, Some(pool)),
+            None => return Ok(Gate::Go),
+        },
+        _ => return Ok(Gate::Go),
+    };
+    let reader = state.db.reader();
+    let (Some(cluster), Some(internals)) =
+        (load_cluster(&reader, cluster_id)?, ClusterInternals::load(&reader, cluster_id)?)
+    else {
+        return Ok(Gate::Go);
+    };
+    let mut wait: Option<OffsetDateTime> = None;
+    if op.kind == WRITE
+        && let Some(check) = &internals.kubelet_check
+    {
+        match authz::decide(state, &check.control_plane_principal, identities::ASSIGN_ACTION, &check.kubelet_identity)?
+        {
+            Decision::Allowed(_) => {}
+            Decision::Denied { pending } => match pending.iter().map(|(_, at)| *at).min() {
+                Some(at) => wait = Some(at),
+                None => return Ok(Gate::Fail(identities::missing_kubelet_permission(check))),
+            },
+        }
+    }
+    let Some(principal) = control_plane_principal(state, &cluster)? else {
+        return Ok(wait.map_or(Gate::Go, Gate::Wait));
+    };
+    let suffix = &internals.scale_set_suffix;
+    for pool in cluster["properties"]["agentPoolProfiles"].as_array().into_iter().flatten() {
+        let name = pool["name"].as_str().unwrap_or_default();
+        if only_pool.is_some_and(|p| !p.eq_ignore_ascii_case(name)) || pool["provisioningState"] != "Creating" {
+            continue;
+        }
+        let Some(subnet) = pool["vnetSubnetID"].as_str().filter(|s| !s.is_empty()) else { continue };
+        match authz::decide(state, &principal, SUBNET_JOIN_ACTION, subnet)? {
+            Decision::Allowed(_) => {}
+            Decision::Denied { pending } => {
+                let retry = match pending.iter().map(|(_, at)| *at).min() {
+                    Some(at) => at,
+                    None if now < op.start_time + SUBNET_GRANT_WAIT => {
+                        (now + Duration::seconds(5)).min(op.start_time + SUBNET_GRANT_WAIT)
+                    }
+                    None => {
+                        let node_group = cluster["properties"]["nodeResourceGroup"].as_str().unwrap_or_default();
+                        let subscription = cluster_id.split('/').nth(2).unwrap_or_default();
+                        return Ok(Gate::Fail(arm_error!(
+                            LinkedAuthorizationFailed,
+                            "The client '{principal}' with object id '{principal}' has permission to perform action 'Microsoft.Compute/virtualMachineScaleSets/write' on scope '/subscriptions/{subscription}/resourceGroups/{node_group}/providers/Microsoft.Compute/virtualMachineScaleSets/{}'; however, it does not have permission to perform action '{SUBNET_JOIN_ACTION}' on the linked scope(s) '{subnet}' or the linked scope(s) are invalid.",
+                            nodes::scale_set_name(name, suffix)
+                        )));
+                    }
+                };
+                wait = Some(wait.map_or(retry, |w| w.max(retry)));
+            }
+        }
+    }
+    Ok(wait.map_or(Gate::Go, Gate::Wait))
+}
+
+/// Records a failed write on the cluster (or the pool) the way AKS shows it.
+fn fail_write(tx: &mut Tx<'_>, op: &Operation, error: &ArmError) -> Result<(), StoreError> {
+    let (cluster_id, pool) = match op.resource_id.rsplit_once("/agentPools/") {
+        Some((cluster, pool)) => (cluster.to_owned(), Some(pool.to_owned())),
+        None => (op.resource_id.clone(), None),
+    };
+    let Some(mut cluster) = load_cluster(tx, &cluster_id)? else { return Ok(()) };
+    let status = json!({ "provisioningError": { "code": error.code.as_str(), "message": error.message } });
+    match pool {
+        Some(pool) => {
+            if let Some(pools) = cluster["properties"]["agentPoolProfiles"].as_array_mut() {
+                for p in pools.iter_mut().filter(|p| p["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&pool)))
+                {
+                    p["provisioningState"] = json!("Failed");
+                    p["status"] = status.clone();
+                }
+            }
+        }
+        None => {
+            cluster["properties"]["provisioningState"] = json!("Failed");
+            cluster["properties"]["status"] = status;
+            if let Some(pools) = cluster["properties"]["agentPoolProfiles"].as_array_mut() {
+                for p in pools.iter_mut().filter(|p| is_busy(p["provisioningState"].as_str().unwrap_or_default())) {
+                    p["provisioningState"] = json!("Failed");
+                }
+            }
+            if let Some(mut internals) = ClusterInternals::load(tx, &cluster_id)? {
+                internals.kubelet_check = None;
+                internals.save(tx, &cluster_id)?;
+            }
+        }
+    }
+    tx.put(storage_key(&cluster_id), &cluster)
+}
+
+/// Completes a ContainerService operation in one transaction, or reschedules it when it
+/// waits for a grant to take effect.
 pub async fn complete(state: &AppState, op: Operation) -> Result<Operation, StoreError> {
     let now = state.clock.now();
-    // The one check that reads role assignments happens before the transaction: they are
-    // not written by completions, so nothing can change between the read and the write.
-    let kubelet_ready = match ClusterInternals::load(&state.db.reader(), &op.resource_id)? {
-        Some(ClusterInternals { kubelet_check: Some(check), .. }) if op.kind == WRITE => {
-            Some((identities::kubelet_permission_ready(state, &check).unwrap_or(false), check))
-        }
-        _ => None,
-    };
+    let gate = preflight(state, &op, now)?;
     state
         .db
         .transact(|tx| {
-            let outcome = match op.kind.as_str() {
-                agent_pools::WRITE | agent_pools::DELETE | agent_pools::UPGRADE_NODE_IMAGE => {
-                    agent_pools::complete_in(tx, &op.kind, &op.resource_id, now)?
+            let outcome = match gate {
+                Gate::Wait(at) => return op.reschedule(tx, at),
+                Gate::Fail(error) => {
+                    fail_write(tx, &op, &error)?;
+                    Err(error)
                 }
-                DELETE => match load_cluster(tx, &op.resource_id)? {
-                    Some(cluster) => {
-                        teardown(tx, &cluster, now)?;
-                        Ok(None)
+                Gate::Go => match op.kind.as_str() {
+                    agent_pools::WRITE | agent_pools::DELETE | agent_pools::UPGRADE_NODE_IMAGE => {
+                        agent_pools::complete_in(tx, &op.kind, &op.resource_id, now)?
                     }
-                    None => Ok(None),
+                    DELETE => match load_cluster(tx, &op.resource_id)? {
+                        Some(cluster) => {
+                            teardown(tx, &cluster, now)?;
+                            Ok(None)
+                        }
+                        None => Ok(None),
+                    },
+                    _ => complete_cluster(tx, &op, now)?,
                 },
-                _ => complete_cluster(tx, &op, kubelet_ready, now)?,
             };
             op.finish(tx, outcome, now)
         })
@@ -889,7 +1042,6 @@ pub async fn complete(state: &AppState, op: Operation) -> Result<Operation, Stor
 fn complete_cluster(
     tx: &mut Tx<'_>,
     op: &Operation,
-    kubelet_ready: Option<(bool, super::KubeletCheck)>,
     now: OffsetDateTime,
 ) -> Result<Result<Option<Value>, ArmError>, StoreError> {
     let id = &op.resource_id;
@@ -897,15 +1049,6 @@ fn complete_cluster(
         return Ok(Err(arm_error!(ResourceNotFound, "The managed cluster '{id}' no longer exists.")));
     };
     internals.kubelet_check = None;
-    if let Some((false, check)) = kubelet_ready {
-        let error = identities::missing_kubelet_permission(&check);
-        cluster["properties"]["provisioningState"] = json!("Failed");
-        cluster["properties"]["status"] =
-            json!({ "provisioningError": { "code": error.code.as_str(), "message": error.message } });
-        tx.put(storage_key(id), &cluster)?;
-        internals.save(tx, id)?;
-        return Ok(Err(error));
-    }
     let props = &mut cluster["properties"];
     match op.kind.as_str() {
         STOP => {

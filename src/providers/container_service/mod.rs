@@ -10,6 +10,7 @@
 pub mod agent_pools;
 pub mod cluster_identities;
 pub mod credentials;
+pub mod health;
 pub mod kubernetes_versions;
 pub mod managed_clusters;
 pub mod node_images;
@@ -68,6 +69,13 @@ pub struct ClusterInternals {
     /// kubelets keep using until their pool is reimaged onto a newer node image.
     #[serde(default)]
     pub legacy_service_principal: Option<String>,
+    /// Kubelet credentials the nodes used before (a registry granted to one of them counts as
+    /// attached to the cluster).
+    #[serde(default)]
+    pub former_kubelets: Vec<nodes::KubeletCredential>,
+    /// The service principal secret the cluster was given, by hash (never the secret).
+    #[serde(default)]
+    pub service_principal_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

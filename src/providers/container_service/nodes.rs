@@ -195,6 +195,7 @@ pub fn reconcile(cluster: &Value, internals: &mut ClusterInternals, now: OffsetD
     let pools: Vec<&Value> =
         cluster["properties"]["agentPoolProfiles"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
     internals.nodes.retain(|n| pools.iter().any(|p| p["name"].as_str() == Some(n.pool.as_str())));
+    let mut used: Vec<KubeletCredential> = internals.nodes.iter().map(|n| n.kubelet.clone()).collect();
     for node in &mut internals.nodes {
         node.settle(now);
     }
@@ -238,6 +239,12 @@ pub fn reconcile(cluster: &Value, internals: &mut ClusterInternals, now: OffsetD
         }
         internals.nodes = rest;
         internals.nodes.extend(mine);
+    }
+    used.retain(|k| !internals.nodes.iter().any(|n| &n.kubelet == k));
+    for credential in used {
+        if !internals.former_kubelets.contains(&credential) {
+            internals.former_kubelets.push(credential);
+        }
     }
     if internals.nodes.iter().all(|n| n.kubelet.kind != "ServicePrincipal")
         && cluster["properties"]["identityProfile"]["kubeletidentity"].is_object()
@@ -352,6 +359,8 @@ mod tests {
             kubelet_check: None,
             reimage: false,
             legacy_service_principal: None,
+            service_principal_secret: None,
+            former_kubelets: Vec::new(),
         }
     }
 

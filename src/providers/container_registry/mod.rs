@@ -1,0 +1,3 @@
+//! Microsoft.ContainerRegistry: registries clusters pull images from.
+
+pub mod registries;
