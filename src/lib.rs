@@ -13,6 +13,7 @@ pub mod cloud_metadata;
 pub mod directory;
 pub mod fixtures;
 pub mod graph;
+pub mod ids;
 pub mod providers;
 pub mod router;
 pub mod server;

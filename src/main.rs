@@ -110,6 +110,64 @@ enum Command {
         /// The cluster's resource id (/subscriptions/…/managedClusters/NAME).
         id: String,
     },
+    /// Show or change how operations are timed: show | set KIND=DURATION[,Npolls] ... | unset KIND.
+    Config {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(default_value = "show")]
+        action: String,
+        /// For set: rules such as 'Microsoft.ContainerService/*=30s' or '…/delete=3polls'; for unset: kinds.
+        values: Vec<String>,
+    },
+    /// Inject faults: list | clear | remove ID | add [matchers] ACTION.
+    Faults {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(default_value = "list")]
+        action: String,
+        /// For remove: the rule id.
+        id: Option<String>,
+        /// Match: HTTP method.
+        #[arg(long)]
+        method: Option<String>,
+        /// Match: resource type glob, e.g. Microsoft.ContainerService/managedClusters.
+        #[arg(long)]
+        resource_type: Option<String>,
+        /// Match: swagger operationId glob, e.g. ManagedClusters_CreateOrUpdate.
+        #[arg(long)]
+        operation: Option<String>,
+        /// Match: path glob.
+        #[arg(long)]
+        path: Option<String>,
+        /// Fire with this probability (0–1).
+        #[arg(long)]
+        probability: Option<f64>,
+        /// Fire on every Nth matching request.
+        #[arg(long)]
+        every: Option<u64>,
+        /// Fire at most this many times.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Action: 429 TooManyRequests with this Retry-After (seconds).
+        #[arg(long, num_args = 0..=1, default_missing_value = "1")]
+        throttle: Option<u64>,
+        /// Action: this 5xx status.
+        #[arg(long)]
+        server_error: Option<u16>,
+        /// Action: this ARM error code (with --message and --status, default 400).
+        #[arg(long)]
+        error: Option<String>,
+        #[arg(long)]
+        message: Option<String>,
+        #[arg(long)]
+        status: Option<u16>,
+        /// Action: answer this many milliseconds late.
+        #[arg(long)]
+        latency_ms: Option<u64>,
+        /// Action: accept, then fail the long-running operation with this code (and --message).
+        #[arg(long)]
+        fail_operation: Option<String>,
+    },
     /// Report readiness; with --wait, block until ready (for scripts and health checks).
     Health {
         #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
@@ -155,6 +213,23 @@ struct ServeArgs {
     /// Simulated time before a role assignment takes (or stops taking) effect, e.g. 10s, 5m, 0s.
     #[arg(long, env = "ARMLET_PROPAGATION_DELAY", default_value = "10s", value_parser = duration)]
     propagation_delay: time::Duration,
+    /// Make generated ids, names and secrets reproducible: the same requests give the same ids.
+    #[arg(long, env = "ARMLET_SEED")]
+    seed: Option<u64>,
+    /// On first start, freeze the clock at this instant (RFC 3339), e.g. for reproducible runs.
+    #[arg(long, env = "ARMLET_FREEZE_AT", value_parser = instant)]
+    freeze_at: Option<time::OffsetDateTime>,
+    /// With a frozen clock, move it forward this much on every ARM request (e.g. 1s), so
+    /// operations complete as clients poll.
+    #[arg(long, env = "ARMLET_CLOCK_STEP", default_value = "0s", value_parser = duration)]
+    clock_step: time::Duration,
+    /// Time long-running operations: KIND=DURATION, KIND=Npolls or KIND=DURATION,Npolls, where
+    /// KIND is an operation kind or glob (e.g. 'Microsoft.ContainerService/*=30s'). Repeatable.
+    #[arg(long = "operation-timing", env = "ARMLET_OPERATION_TIMING", value_delimiter = ';', value_parser = timing_rule)]
+    operation_timing: Vec<armlet::arm::lro::TimingRule>,
+    /// Token the control API requires (generated when binding beyond loopback if not given).
+    #[arg(long, env = "ARMLET_CONTROL_TOKEN")]
+    control_token: Option<String>,
     /// Simulated time a new principal stays unknown to role assignments without principalType.
     #[arg(long, env = "ARMLET_PRINCIPAL_REPLICATION_LAG", default_value = "5s", value_parser = duration)]
     principal_replication_lag: time::Duration,
@@ -162,6 +237,14 @@ struct ServeArgs {
 
 fn duration(s: &str) -> Result<time::Duration, String> {
     armlet::clock::parse_duration(s)
+}
+
+fn instant(s: &str) -> Result<time::OffsetDateTime, String> {
+    armlet::clock::parse_rfc3339(s)
+}
+
+fn timing_rule(s: &str) -> Result<armlet::arm::lro::TimingRule, String> {
+    armlet::arm::lro::TimingRule::parse(s)
 }
 
 impl From<ServeArgs> for ServeOptions {
@@ -179,6 +262,11 @@ impl From<ServeArgs> for ServeOptions {
             rbac: a.rbac,
             propagation_delay: a.propagation_delay,
             replication_lag: a.principal_replication_lag,
+            seed: a.seed,
+            freeze_at: a.freeze_at,
+            clock_step: a.clock_step,
+            operation_timing: a.operation_timing,
+            control_token: a.control_token,
         }
     }
 }
@@ -224,6 +312,68 @@ async fn main() -> ExitCode {
             print_result(armlet::cli::subscriptions(&url, &action, name.as_deref(), new_tenant).await)
         }
         Some(Command::Events { url }) => print_result(armlet::cli::events(&url).await),
+        Some(Command::Config { url, action, values }) => {
+            print_result(armlet::cli::config(&url, &action, &values).await)
+        }
+        Some(Command::Faults {
+            url,
+            action,
+            id,
+            method,
+            resource_type,
+            operation,
+            path,
+            probability,
+            every,
+            count,
+            throttle,
+            server_error,
+            error,
+            message,
+            status,
+            latency_ms,
+            fail_operation,
+        }) => {
+            let fault_action = match (throttle, server_error, error, latency_ms, fail_operation) {
+                (Some(retry_after), None, None, None, None) => {
+                    Some(serde_json::json!({ "kind": "throttle", "retryAfter": retry_after }))
+                }
+                (None, Some(status), None, None, None) => {
+                    Some(serde_json::json!({ "kind": "serverError", "status": status }))
+                }
+                (None, None, Some(code), None, None) => Some(serde_json::json!({
+                    "kind": "error", "status": status.unwrap_or(400), "code": code,
+                    "message": message.clone().unwrap_or_else(|| "Injected by an armlet fault rule.".into()),
+                })),
+                (None, None, None, Some(ms), None) => Some(serde_json::json!({ "kind": "latency", "ms": ms })),
+                (None, None, None, None, Some(code)) => Some(serde_json::json!({
+                    "kind": "failOperation", "code": code,
+                    "message": message.clone().unwrap_or_else(|| "The operation failed (injected by an armlet fault rule).".into()),
+                })),
+                (None, None, None, None, None) => None,
+                _ => {
+                    return print_result(Err(
+                        "give one action: --throttle, --server-error, --error, --latency-ms or --fail-operation".into(),
+                    ));
+                }
+            };
+            let mut rule = serde_json::json!({});
+            for (field, value) in [
+                ("method", method.map(serde_json::Value::from)),
+                ("resourceType", resource_type.map(serde_json::Value::from)),
+                ("operationId", operation.map(serde_json::Value::from)),
+                ("path", path.map(serde_json::Value::from)),
+                ("probability", probability.map(serde_json::Value::from)),
+                ("every", every.map(serde_json::Value::from)),
+                ("count", count.map(serde_json::Value::from)),
+                ("action", fault_action),
+            ] {
+                if let Some(value) = value {
+                    rule[field] = value;
+                }
+            }
+            print_result(armlet::cli::faults(&url, &action, id.as_deref(), rule).await)
+        }
         Some(Command::Cluster { url, action, id }) => print_result(armlet::cli::cluster(&url, &action, &id).await),
         Some(Command::NodeImages { url, action, version, locations, at, rollout_hours }) => print_result(
             armlet::cli::node_images(&url, &action, version.as_deref(), &locations, at.as_deref(), rollout_hours).await,

@@ -12,6 +12,7 @@ use axum::routing::{any, get, post};
 
 use crate::arm::dispatch::{RouteTable, authorization_target};
 use crate::arm::extract::read_body;
+use crate::arm::faults::{self, FaultAction};
 use crate::arm::request::Scheme;
 use crate::arm::resource_id::segments;
 use crate::arm::{ArmError, ArmRequest, ArmResult, headers};
@@ -422,12 +423,30 @@ const UNGATED: &[&str] = &[
 /// its handler.
 async fn dispatch(state: &AppState, request: Request) -> ArmResult<Response> {
     let (parts, body) = request.into_parts();
+    if state.settings.clock_step > time::Duration::ZERO && state.clock.mode() == crate::clock::ClockMode::Frozen {
+        // A stepping clock: time moves with the client's requests, reproducibly.
+        let _ = state.clock.advance_by(state.settings.clock_step);
+    }
     let caller = bearer::authenticate(state, &parts.headers)?;
     let path = segments(parts.uri.path());
     let resolved = state.routes.resolve(&parts.method, &path, &|ns| state.api_versions.knows_namespace(ns))?;
     let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
+    let fault = state.faults.check(
+        parts.method.as_str(),
+        parts.uri.path(),
+        resolved.route.resource_type,
+        resolved.route.operation_id,
+    );
+    if let Some(fault) = &fault {
+        if let Some(response) = faults::respond(fault, parts.method.as_str()) {
+            return Ok(response);
+        }
+        if let FaultAction::Latency { ms } = fault {
+            tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+        }
+    }
     let requested = query.iter().find(|(k, _)| k.eq_ignore_ascii_case("api-version")).map(|(_, v)| v.as_str());
     let api_version = if state.settings.skip_api_version_check {
         requested.unwrap_or_default().to_owned()
@@ -461,7 +480,36 @@ async fn dispatch(state: &AppState, request: Request) -> ArmResult<Response> {
             return authz::keep_readable(state, &caller, &action, response, denied).await;
         }
     }
-    (resolved.route.handler)(state.clone(), req).await
+    let response = (resolved.route.handler)(state.clone(), req).await?;
+    if let Some(FaultAction::FailOperation { code, message }) = fault
+        && let Some(id) = started_operation(&response)
+    {
+        fail_operation(state, id, code, message).await?;
+    }
+    Ok(response)
+}
+
+/// The operation a response started, named by its `Azure-AsyncOperation` or `Location` URL.
+fn started_operation(response: &Response) -> Option<String> {
+    let url = ["azure-asyncoperation", "location"]
+        .iter()
+        .find_map(|h| response.headers().get(*h).and_then(|v| v.to_str().ok()))?;
+    url.split('?').next().and_then(|p| p.rsplit('/').next()).map(str::to_owned)
+}
+
+/// Marks operation `id` to fail with a fault's error when it completes.
+async fn fail_operation(state: &AppState, id: String, code: String, message: String) -> ArmResult<()> {
+    state
+        .db
+        .transact(|tx| {
+            if let Some(mut op) = tx.get::<crate::arm::lro::Operation>(&crate::arm::lro::key(&id))? {
+                op.injected_failure = Some(crate::arm::lro::OperationError { code, message });
+                tx.put(crate::arm::lro::key(&id), &op)?;
+            }
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await?;
+    Ok(())
 }
 
 async fn arm_fallback(State(state): State<AppState>, request: Request) -> Response {
@@ -508,6 +556,31 @@ async fn arm_headers(State(state): State<AppState>, request: Request, next: Next
         response.status().as_u16()
     );
     response
+}
+
+/// The control API answers only with the control token when one is set (armlet listening
+/// beyond loopback); `/_armlet/health` stays open for health checks.
+async fn control_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if let Some(token) = &state.settings.control_token
+        && path.starts_with("/_armlet/")
+        && path != "/_armlet/health"
+    {
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| request.headers().get("x-armlet-token").and_then(|v| v.to_str().ok()));
+        if given != Some(token.as_str()) {
+            let body = serde_json::json!({ "error": {
+                "code": "Unauthorized",
+                "message": "The armlet control API needs its token (Authorization: Bearer <token>); armlet printed it at start, and the CLI reads ARMLET_CONTROL_TOKEN.",
+            }});
+            return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// az asks for `//metadata/endpoints` when its ARM URL ends in `/`; collapse repeated slashes.
@@ -565,6 +638,10 @@ pub fn router(state: AppState) -> Router {
         .route("/_armlet/events", get(admin::events))
         .route("/_armlet/clusters/{*path}", get(admin::cluster_nodes))
         .route("/_armlet/node-images", get(admin::node_images_list).post(admin::node_images_publish))
+        .route("/_armlet/config", get(admin::config_show).patch(admin::config_update))
+        .route("/_armlet/seed", post(admin::seed))
+        .route("/_armlet/faults", get(admin::faults_list).post(admin::faults_add).delete(admin::faults_clear))
+        .route("/_armlet/faults/{id}", axum::routing::delete(admin::faults_remove))
         .route("/_armlet/clock", get(admin::clock_show))
         .route("/_armlet/clock/advance", post(admin::clock_advance))
         .route("/_armlet/clock/freeze", post(admin::clock_freeze))
@@ -624,6 +701,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1.0/{segment}/{*rest}", any(graph::unknown))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(arm_fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), control_token))
         .layer(middleware::from_fn_with_state(state.clone(), arm_headers))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .with_state(state);

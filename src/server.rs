@@ -34,6 +34,14 @@ pub struct ServeOptions {
     pub rbac: RbacMode,
     pub propagation_delay: time::Duration,
     pub replication_lag: time::Duration,
+    /// Makes generated ids reproducible.
+    pub seed: Option<u64>,
+    /// On first start, freeze the clock at this instant.
+    pub freeze_at: Option<time::OffsetDateTime>,
+    pub clock_step: time::Duration,
+    /// Operation timing rules to apply at start (`--operation-timing`).
+    pub operation_timing: Vec<crate::arm::lro::TimingRule>,
+    pub control_token: Option<String>,
 }
 
 /// How URLs name the bind address (a wildcard bind is reached through loopback).
@@ -53,6 +61,19 @@ fn bind(host: &str, port: u16) -> Result<TcpListener, String> {
     Ok(listener)
 }
 
+/// The control API's token: the one given, or (when armlet listens beyond loopback) a new one,
+/// so that nobody else on the network can move the clock or read the default credentials.
+fn control_token(opts: &ServeOptions) -> Option<String> {
+    if let Some(token) = opts.control_token.clone().filter(|t| !t.is_empty()) {
+        return Some(token);
+    }
+    let loopback = match opts.bind.trim_matches(|c| c == '[' || c == ']') {
+        "localhost" => true,
+        host => host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+    };
+    (!loopback).then(|| crate::ids::hex(32))
+}
+
 /// Everything `serve` prepares before it listens; also used by tests.
 pub struct Prepared {
     pub state: AppState,
@@ -70,10 +91,12 @@ pub async fn prepare(opts: &ServeOptions) -> Result<Prepared, String> {
         let store = SledStore::open(&opts.data_dir.join("db")).map_err(|e| e.to_string())?;
         (Db::new(Arc::new(store), true), Some(opts.data_dir.clone()))
     };
-    let clock = match db.get::<ClockState>(CLOCK_KEY).map_err(|e| e.to_string())? {
-        Some(saved) => Clock::from_state(saved),
-        None => Clock::real(),
+    let clock = match (db.get::<ClockState>(CLOCK_KEY).map_err(|e| e.to_string())?, opts.freeze_at) {
+        (Some(saved), _) => Clock::from_state(saved),
+        (None, Some(at)) => Clock::frozen_at(at),
+        (None, None) => Clock::real(),
     };
+    crate::ids::seed(opts.seed);
     let key = match &data_dir {
         Some(dir) => SigningKey::load_or_create(&dir.join("keys").join("signing-key.pem"))?,
         None => SigningKey::generate()?,
@@ -101,9 +124,25 @@ pub async fn prepare(opts: &ServeOptions) -> Result<Prepared, String> {
         rbac: opts.rbac,
         propagation_delay: opts.propagation_delay,
         replication_lag: opts.replication_lag,
+        clock_step: opts.clock_step,
+        control_token: control_token(opts),
     };
     let state = AppState::new(db, clock, Arc::new(key), settings);
     state.bootstrap().await.map_err(|e| e.to_string())?;
+    if !opts.operation_timing.is_empty() {
+        let rules = opts.operation_timing.clone();
+        state
+            .db
+            .transact(|tx| {
+                let mut timing = crate::arm::lro::OperationTiming::load(tx)?;
+                for rule in rules {
+                    timing.set(rule);
+                }
+                timing.save(tx)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     Ok(Prepared { state, https, http, tls })
 }
 
@@ -169,6 +208,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     println!("  metadata, /_armlet   {}", settings.http_url);
     println!("  data                 {data}");
     println!("  point az at it       {env_hint}");
+    if let Some(token) = &settings.control_token {
+        eprintln!(
+            "  control API token   {token}  (send it as: Authorization: Bearer <token>, or ARMLET_CONTROL_TOKEN for the CLI)"
+        );
+    }
     println!("armlet ready: https={} http={}", settings.https_url, settings.http_url);
 
     let control = https_handle.control();

@@ -37,6 +37,11 @@ pub struct Settings {
     pub propagation_delay: time::Duration,
     /// How long a new principal stays unknown to role assignments that give no principalType.
     pub replication_lag: time::Duration,
+    /// With a frozen clock, each ARM request moves it forward this much (`--clock-step`), so
+    /// operations progress as clients poll and runs are reproducible.
+    pub clock_step: time::Duration,
+    /// The token the control API (`/_armlet/…`, except health) requires, when set.
+    pub control_token: Option<String>,
 }
 
 /// `--rbac`: what a request without an effective grant gets.
@@ -75,6 +80,8 @@ impl Default for Settings {
             rbac: RbacMode::Enforce,
             propagation_delay: DEFAULT_PROPAGATION_DELAY,
             replication_lag: DEFAULT_REPLICATION_LAG,
+            clock_step: time::Duration::ZERO,
+            control_token: None,
         }
     }
 }
@@ -122,6 +129,7 @@ pub struct AppState {
     pub routes: Arc<RouteTable<AppState>>,
     pub requests: Arc<RecentLog>,
     pub events: Arc<RecentLog>,
+    pub faults: Arc<crate::arm::faults::Faults>,
 }
 
 impl AppState {
@@ -141,6 +149,7 @@ impl AppState {
             routes: Arc::new(crate::router::arm_routes()),
             requests: Arc::new(RecentLog::default()),
             events: Arc::new(RecentLog::default()),
+            faults: Arc::new(crate::arm::faults::Faults::default()),
         }
     }
 

@@ -250,6 +250,7 @@ pub async fn reset(State(state): State<AppState>) -> ArmResult<Json<Value>> {
         })
         .await?;
     state.clock.restore(ClockState { mode: crate::clock::ClockMode::Real, offset_ns: 0, frozen_at: None });
+    state.faults.clear();
     state.bootstrap().await?;
     Ok(Json(json!({ "reset": true, "time": rfc3339(state.clock.now()) })))
 }
@@ -278,16 +279,16 @@ pub async fn subscriptions_create(
     use crate::providers::resources::subscriptions::{Subscription, Tenant};
     let body = body.unwrap_or_default();
     let now = state.clock.now();
-    let subscription_id = uuid::Uuid::new_v4().to_string();
+    let subscription_id = crate::ids::uuid().to_string();
     let display_name = body.display_name.unwrap_or_else(|| format!("armlet subscription {}", &subscription_id[..8]));
     let secret = crate::graph::new_secret();
-    let app_id = uuid::Uuid::new_v4().to_string();
-    let object_id = uuid::Uuid::new_v4().to_string();
+    let app_id = crate::ids::uuid().to_string();
+    let object_id = crate::ids::uuid().to_string();
     let tenant_id = state
         .db
         .transact(|tx| -> ArmResult<String> {
             let tenant_id = if body.new_tenant {
-                let id = uuid::Uuid::new_v4().to_string();
+                let id = crate::ids::uuid().to_string();
                 let domain = format!("armlet{}.onmicrosoft.com", &id[..8]);
                 let tenant = Tenant {
                     tenant_id: id.clone(),
@@ -322,12 +323,7 @@ pub async fn subscriptions_create(
                 service_principal_type: "Application".into(),
                 service_principal_names: vec![app_id.clone()],
                 alternative_names: Vec::new(),
-                password_credentials: vec![PasswordCredential::new(
-                    uuid::Uuid::new_v4().to_string(),
-                    &secret,
-                    now,
-                    None,
-                )],
+                password_credentials: vec![PasswordCredential::new(crate::ids::uuid().to_string(), &secret, now, None)],
                 created_date_time: now,
             }
             .save(tx)?;
@@ -335,7 +331,7 @@ pub async fn subscriptions_create(
                 &subscription_id,
                 &object_id,
                 now,
-                &uuid::Uuid::new_v4().to_string(),
+                &crate::ids::uuid().to_string(),
             );
             tx.put(crate::arm::resource_id::storage_key(owner["id"].as_str().unwrap_or_default()), &owner)?;
             Ok(tenant_id)
@@ -568,4 +564,134 @@ pub async fn node_images_publish(
         })
         .await?;
     Ok((axum::http::StatusCode::CREATED, Json(serde_json::to_value(&release).unwrap_or(Value::Null))).into_response())
+}
+
+/// `GET /_armlet/faults`: the fault rules in force, with how often each matched and fired.
+pub async fn faults_list(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "value": state.faults.list() }))
+}
+
+/// `POST /_armlet/faults`: adds a fault rule (see [`crate::arm::faults::FaultRule`]).
+pub async fn faults_add(
+    State(state): State<AppState>,
+    ArmJson(rule): ArmJson<crate::arm::faults::FaultRule>,
+) -> ArmResult<Response> {
+    rule.validate().map_err(|e| arm_error!(BadRequest, "{e}"))?;
+    let rule = state.faults.add(rule);
+    Ok((axum::http::StatusCode::CREATED, Json(serde_json::to_value(&rule).unwrap_or(Value::Null))).into_response())
+}
+
+/// `DELETE /_armlet/faults`: removes every fault rule.
+pub async fn faults_clear(State(state): State<AppState>) -> Json<Value> {
+    state.faults.clear();
+    Json(json!({ "value": [] }))
+}
+
+/// `DELETE /_armlet/faults/{id}`.
+pub async fn faults_remove(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ArmResult<Response> {
+    if state.faults.remove(&id) {
+        Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(arm_error!(NotFound, "No fault rule '{id}'."))
+    }
+}
+
+fn timing_json(timing: &crate::arm::lro::OperationTiming) -> Value {
+    json!(timing
+        .rules
+        .iter()
+        .map(|r| json!({ "kind": r.kind, "duration": format!("{}ms", r.duration.whole_milliseconds()), "polls": r.polls }))
+        .collect::<Vec<_>>())
+}
+
+/// `GET /_armlet/config`: how armlet simulates time and operations.
+pub async fn config_show(State(state): State<AppState>) -> ArmResult<Json<Value>> {
+    let timing = crate::arm::lro::OperationTiming::load(&state.db.reader())?;
+    let s = &state.settings;
+    Ok(Json(json!({
+        "operationTiming": timing_json(&timing),
+        "propagationDelay": format!("{}ms", s.propagation_delay.whole_milliseconds()),
+        "replicationLag": format!("{}ms", s.replication_lag.whole_milliseconds()),
+        "rbac": format!("{:?}", s.rbac).to_lowercase(),
+        "clockStep": format!("{}ms", s.clock_step.whole_milliseconds()),
+        "nodeReimageStep": format!("{}ms", crate::providers::container_service::NODE_REIMAGE_STEP.whole_milliseconds()),
+        "seeded": crate::ids::is_seeded(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimingUpdate {
+    kind: String,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    polls: Option<u32>,
+    #[serde(default)]
+    remove: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigUpdate {
+    #[serde(default)]
+    operation_timing: Vec<TimingUpdate>,
+}
+
+/// `PATCH /_armlet/config`: sets (or with `remove`, drops) operation timing rules
+/// (`{"operationTiming":[{"kind":"Microsoft.ContainerService/*","duration":"30s","polls":2}]}`).
+pub async fn config_update(
+    State(state): State<AppState>,
+    ArmJson(body): ArmJson<ConfigUpdate>,
+) -> ArmResult<Json<Value>> {
+    use crate::arm::lro::{OperationTiming, TimingRule};
+    let mut rules = Vec::new();
+    for update in &body.operation_timing {
+        if update.kind.trim().is_empty() {
+            return Err(arm_error!(BadRequest, "Each operation timing rule needs a 'kind'."));
+        }
+        let duration = match &update.duration {
+            Some(d) => parse_duration(d).map_err(|e| arm_error!(BadRequest, "{e}"))?,
+            None => time::Duration::ZERO,
+        };
+        if duration > time::Duration::days(365) || update.polls.unwrap_or(0) > 10_000 {
+            return Err(arm_error!(BadRequest, "Operation timing is limited to 365 days and 10000 polls."));
+        }
+        rules.push((
+            TimingRule { kind: update.kind.trim().to_owned(), duration, polls: update.polls.unwrap_or(0) },
+            update.remove,
+        ));
+    }
+    let timing = state
+        .db
+        .transact(|tx| -> ArmResult<OperationTiming> {
+            let mut timing = OperationTiming::load(tx)?;
+            for (rule, remove) in rules {
+                if remove {
+                    timing.rules.retain(|r| !r.kind.eq_ignore_ascii_case(&rule.kind));
+                } else {
+                    timing.set(rule);
+                }
+            }
+            timing.save(tx)?;
+            Ok(timing)
+        })
+        .await?;
+    Ok(Json(json!({ "operationTiming": timing_json(&timing) })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    seed: Option<u64>,
+}
+
+/// `POST /_armlet/seed`: `{"seed": 42}` makes the ids generated from now on reproducible;
+/// `{"seed": null}` goes back to random ones.
+pub async fn seed(ArmJson(body): ArmJson<Seed>) -> Json<Value> {
+    crate::ids::seed(body.seed);
+    Json(json!({ "seeded": body.seed.is_some(), "seed": body.seed }))
 }

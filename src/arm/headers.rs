@@ -4,7 +4,6 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 /// The HTTP-date form (`Sun, 29 Nov 2026 03:04:05 GMT`).
 pub fn http_date(t: OffsetDateTime) -> String {
@@ -31,7 +30,7 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
 
 /// Adds ARM's response headers, given the request's method and headers.
 pub fn decorate(method: &Method, request: &HeaderMap, response: &mut HeaderMap, now: OffsetDateTime) {
-    let request_id = Uuid::new_v4().to_string();
+    let request_id = crate::ids::uuid().to_string();
     let correlation = request
         .get("x-ms-correlation-request-id")
         .and_then(|v| v.to_str().ok())

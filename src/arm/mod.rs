@@ -6,6 +6,7 @@ pub mod api_version;
 pub mod dispatch;
 pub mod error;
 pub mod extract;
+pub mod faults;
 pub mod headers;
 pub mod lro;
 pub mod odata;

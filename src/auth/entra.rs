@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::jwt::{self, Claims};
 use crate::clock::{Clock, rfc3339};
@@ -37,8 +36,8 @@ impl AadError {
 
 impl IntoResponse for AadError {
     fn into_response(self) -> Response {
-        let trace_id = Uuid::new_v4().to_string();
-        let correlation_id = Uuid::new_v4().to_string();
+        let trace_id = crate::ids::uuid().to_string();
+        let correlation_id = crate::ids::uuid().to_string();
         let body = json!({
             "error": self.error,
             "error_description": format!(
@@ -212,7 +211,7 @@ pub fn mint(
         appidacr: Some(if principal.is_managed_identity() { "2" } else { "1" }.into()),
         idtyp: Some("app".into()),
         ver: Some("1.0".into()),
-        uti: Some(Uuid::new_v4().simple().to_string()),
+        uti: Some(crate::ids::uuid().simple().to_string()),
         xms_mirid: principal.managed_identity_resource_id().map(str::to_owned),
         cred_thumbprint: credential,
         ..Default::default()

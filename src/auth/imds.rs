@@ -20,7 +20,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use super::entra::{TOKEN_LIFETIME, mint};
 use crate::directory::{ServicePrincipal, sp_key};
@@ -255,7 +254,7 @@ fn app_service_error(error: MiError) -> Response {
     };
     (
         status,
-        Json(json!({ "statusCode": status.as_u16(), "message": message, "correlationId": Uuid::new_v4().to_string() })),
+        Json(json!({ "statusCode": status.as_u16(), "message": message, "correlationId": crate::ids::uuid().to_string() })),
     )
         .into_response()
 }
@@ -376,9 +375,9 @@ mod tests {
 
     /// A user-assigned identity's principal, as the Microsoft.ManagedIdentity provider saves it.
     async fn identity(state: &AppState, name: &str) -> ServicePrincipal {
-        let app_id = Uuid::new_v4().to_string();
+        let app_id = crate::ids::uuid().to_string();
         let sp = ServicePrincipal {
-            id: Uuid::new_v4().to_string(),
+            id: crate::ids::uuid().to_string(),
             app_id: app_id.clone(),
             display_name: name.into(),
             tenant_id: fixtures::defaults().tenant.tenant_id.clone(),
@@ -476,13 +475,13 @@ mod tests {
             sub,
             &sp.id,
             state.clock.now(),
-            &uuid::Uuid::new_v4().to_string(),
+            &crate::ids::uuid().to_string(),
         );
         reader["properties"]["roleDefinitionId"] = serde_json::json!(format!(
             "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
         ));
         let id =
-            format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleAssignments/{}", uuid::Uuid::new_v4());
+            format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleAssignments/{}", crate::ids::uuid());
         reader["id"] = serde_json::json!(id);
         state.db.transact(|tx| tx.put(crate::arm::resource_id::storage_key(&id), &reader)).await.unwrap();
         let (_, body) = imds(&state, &format!("&client_id={}", sp.app_id)).await;
@@ -538,7 +537,7 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["error_description"].as_str().unwrap().contains("client_id, object_id"), "{body}");
         // Unknown identities, and principals that are not managed identities.
-        let unknown = Uuid::new_v4();
+        let unknown = crate::ids::uuid();
         for extra in [
             format!("&client_id={unknown}"),
             format!("&object_id={unknown}"),
@@ -615,7 +614,7 @@ mod tests {
             "resource",
         );
         error(
-            get(&state, &uri(&format!("&client_id={}", Uuid::new_v4())), &header).await,
+            get(&state, &uri(&format!("&client_id={}", crate::ids::uuid())), &header).await,
             StatusCode::BAD_REQUEST,
             "Unable to load the proper Managed Identity.",
         );
@@ -686,9 +685,9 @@ mod tests {
         assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidRequest")));
         let defaults = fixtures::defaults();
         for uri in [
-            format!("/msi/credentials?tid={}&oid={}&aid={}", sp.tenant_id, Uuid::new_v4(), sp.app_id),
-            format!("/msi/credentials?tid={}&oid={}&aid={}", sp.tenant_id, sp.id, Uuid::new_v4()),
-            format!("/msi/credentials?tid={}&oid={}&aid={}", Uuid::new_v4(), sp.id, sp.app_id),
+            format!("/msi/credentials?tid={}&oid={}&aid={}", sp.tenant_id, crate::ids::uuid(), sp.app_id),
+            format!("/msi/credentials?tid={}&oid={}&aid={}", sp.tenant_id, sp.id, crate::ids::uuid()),
+            format!("/msi/credentials?tid={}&oid={}&aid={}", crate::ids::uuid(), sp.id, sp.app_id),
             format!(
                 "/msi/credentials?tid={}&oid={}&aid={}",
                 defaults.tenant.tenant_id, defaults.service_principal.object_id, defaults.service_principal.app_id

@@ -26,6 +26,11 @@ pub async fn request_with_headers(
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    if let Ok(token) = std::env::var("ARMLET_CONTROL_TOKEN")
+        && !token.is_empty()
+    {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
     if !body.is_empty() || method != "GET" {
         head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
     }

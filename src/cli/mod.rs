@@ -316,6 +316,70 @@ pub async fn cluster(url: &str, action: &str, id: &str) -> Result<String, String
     Ok(out)
 }
 
+async fn send_json(method: &str, url: &str, body: Option<&Value>) -> Result<Value, String> {
+    let text_body = body.map(Value::to_string);
+    let (status, text) = http::request(method, url, text_body.as_deref()).await?;
+    if text.trim().is_empty() && status < 400 {
+        return Ok(Value::Null);
+    }
+    let value: Value = serde_json::from_str(&text).map_err(|_| format!("armlet answered {status}: {text}"))?;
+    if status >= 400 {
+        return Err(value["error"]["message"].as_str().unwrap_or(&text).to_owned());
+    }
+    Ok(value)
+}
+
+/// `armlet config show | set KIND=DURATION[,Npolls] ... | unset KIND ...`.
+pub async fn config(url: &str, action: &str, values: &[String]) -> Result<String, String> {
+    let url = format!("{}/_armlet/config", url.trim_end_matches('/'));
+    let value = match action {
+        "show" => get_json(&url).await?,
+        "set" | "unset" => {
+            if values.is_empty() {
+                return Err(format!("armlet config {action} needs at least one operation kind"));
+            }
+            let mut updates = Vec::new();
+            for v in values {
+                if action == "unset" {
+                    updates.push(json!({ "kind": v, "remove": true }));
+                    continue;
+                }
+                let rule = crate::arm::lro::TimingRule::parse(v)?;
+                updates.push(json!({
+                    "kind": rule.kind,
+                    "duration": format!("{}ms", rule.duration.whole_milliseconds()),
+                    "polls": rule.polls,
+                }));
+            }
+            send_json("PATCH", &url, Some(&json!({ "operationTiming": updates }))).await?
+        }
+        other => return Err(format!("unknown config action '{other}' (show, set, unset)")),
+    };
+    serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
+}
+
+/// `armlet faults list | clear | remove ID | add …`.
+pub async fn faults(url: &str, action: &str, id: Option<&str>, rule: Value) -> Result<String, String> {
+    let base = format!("{}/_armlet/faults", url.trim_end_matches('/'));
+    let value = match (action, id) {
+        ("list", _) => get_json(&base).await?,
+        ("clear", _) => send_json("DELETE", &base, None).await?,
+        ("remove", Some(id)) => {
+            send_json("DELETE", &format!("{base}/{id}"), None).await?;
+            json!({ "removed": id })
+        }
+        ("remove", None) => return Err("armlet faults remove needs a rule id".into()),
+        ("add", _) => {
+            if rule.get("action").is_none() {
+                return Err("armlet faults add needs an action: --throttle, --server-error, --error, --latency-ms or --fail-operation".into());
+            }
+            send_json("POST", &base, Some(&rule)).await?
+        }
+        (other, _) => return Err(format!("unknown faults action '{other}' (list, add, remove, clear)")),
+    };
+    serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
+}
+
 /// `armlet health [--wait]`: whether armlet is ready; with `wait`, polls until it is.
 pub async fn health(url: &str, wait: Option<Duration>) -> Result<String, String> {
     let url = format!("{}/_armlet/health", url.trim_end_matches('/'));

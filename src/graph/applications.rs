@@ -6,7 +6,6 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use uuid::Uuid;
 
 use super::filter::Field;
 use super::service_principals::hide_key;
@@ -298,8 +297,8 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Response
             return Err(GraphError::bad_request("The property 'displayName' is required to create an application."));
         }
         let mut app = Application {
-            id: Uuid::new_v4().to_string(),
-            app_id: Uuid::new_v4().to_string(),
+            id: crate::ids::uuid().to_string(),
+            app_id: crate::ids::uuid().to_string(),
             display_name: String::new(),
             tenant_id: g.caller.tenant_id.clone(),
             sign_in_audience: Some("AzureADMyOrg".into()),

@@ -24,11 +24,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use rand::Rng;
 use serde_json::{Map, Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime, PrimitiveDateTime};
-use uuid::Uuid;
 
 use crate::arm::extract::read_body;
 use crate::arm::request::Scheme;
@@ -247,7 +245,7 @@ where
     F: FnOnce(GraphRequest) -> Fut,
     Fut: Future<Output = GraphResult<Response>>,
 {
-    let request_id = Uuid::new_v4().to_string();
+    let request_id = crate::ids::uuid().to_string();
     let client_request_id = request
         .headers()
         .get("client-request-id")
@@ -339,11 +337,14 @@ pub fn client_clock_shift(clock: &Clock) -> Duration {
 pub fn new_secret() -> String {
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     const BODY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~-";
-    let mut rng = rand::rngs::OsRng;
-    let mut secret: String = (0..3).map(|_| ALNUM[rng.gen_range(0..ALNUM.len())] as char).collect();
-    secret.push(char::from(b'0' + rng.gen_range(0..10u8)));
+    // From armlet's generator, so `--seed` reproduces them too (demos, golden files).
+    let mut bytes = [0u8; 38];
+    crate::ids::fill(&mut bytes);
+    let pick = |set: &[u8], b: u8| set[b as usize % set.len()] as char;
+    let mut secret: String = bytes[..3].iter().map(|b| pick(ALNUM, *b)).collect();
+    secret.push(char::from(b'0' + bytes[3] % 10));
     secret.push_str("Q~");
-    secret.extend((0..34).map(|_| BODY[rng.gen_range(0..BODY.len())] as char));
+    secret.extend(bytes[4..].iter().map(|b| pick(BODY, *b)));
     secret
 }
 
@@ -397,7 +398,7 @@ pub fn new_password(request: &GraphRequest) -> GraphResult<(PasswordCredential, 
         ));
     }
     let secret = new_secret();
-    let mut credential = PasswordCredential::new(Uuid::new_v4().to_string(), &secret, start, Some(end));
+    let mut credential = PasswordCredential::new(crate::ids::uuid().to_string(), &secret, start, Some(end));
     credential.display_name = text("displayName")?;
     Ok((credential, secret))
 }

@@ -8,7 +8,6 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use uuid::Uuid;
 
 use super::filter::Field;
 use super::{GraphError, GraphRequest, GraphResult, Kind, check_properties, merge, password_json, serve};
@@ -283,7 +282,7 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Response
                 let mut service_principal_names = vec![app.app_id.clone()];
                 service_principal_names.extend(app.identifier_uris.iter().cloned());
                 let sp = ServicePrincipal {
-                    id: Uuid::new_v4().to_string(),
+                    id: crate::ids::uuid().to_string(),
                     app_id: app.app_id.clone(),
                     display_name: display_name.as_ref().and_then(Value::as_str).map_or_else(|| app.display_name.clone(), str::to_owned),
                     tenant_id: app.tenant_id.clone(),

@@ -18,20 +18,34 @@ use crate::store::StoreError;
 pub async fn settle_operations(state: &AppState) -> Result<Vec<Operation>, StoreError> {
     let mut settled = Vec::new();
     for op in lro::due(&state.db, state.clock.now())? {
-        let done = match op.kind.as_str() {
-            resources::resource_groups::DELETE_OPERATION => {
-                resources::resource_groups::complete_delete(state, op).await?
-            }
-            kind if kind.starts_with("Microsoft.ContainerService/") => {
-                container_service::managed_clusters::complete(state, op).await?
-            }
-            other => {
-                let error = ArmError::new(
-                    ErrorCode::InternalServerError,
-                    format!("No completion for operation kind '{other}'."),
-                );
-                let now = state.clock.now();
-                state.db.transact(|tx| op.finish(tx, Err(error), now)).await?
+        let done = if let Some(failure) = op.injected_failure.clone() {
+            // A fault rule made this operation fail part way: the resource shows it too.
+            let now = state.clock.now();
+            state
+                .db
+                .transact(|tx| {
+                    if op.kind.starts_with("Microsoft.ContainerService/") && !op.kind.ends_with("/delete") {
+                        container_service::managed_clusters::fail_write(tx, &op, &failure.code, &failure.message)?;
+                    }
+                    op.fail_with(tx, failure, now)
+                })
+                .await?
+        } else {
+            match op.kind.as_str() {
+                resources::resource_groups::DELETE_OPERATION => {
+                    resources::resource_groups::complete_delete(state, op).await?
+                }
+                kind if kind.starts_with("Microsoft.ContainerService/") => {
+                    container_service::managed_clusters::complete(state, op).await?
+                }
+                other => {
+                    let error = ArmError::new(
+                        ErrorCode::InternalServerError,
+                        format!("No completion for operation kind '{other}'."),
+                    );
+                    let now = state.clock.now();
+                    state.db.transact(|tx| op.finish(tx, Err(error), now)).await?
+                }
             }
         };
         if !done.is_done() {

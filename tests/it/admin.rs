@@ -374,3 +374,141 @@ async fn events_list_what_is_due_and_what_fired() {
         "{after}"
     );
 }
+
+fn group_put(name: &str) -> String {
+    group_uri(name)
+}
+
+#[tokio::test]
+async fn fault_rules_throttle_fail_and_never_write() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    let rule = json!({
+        "method": "PUT",
+        "resourceType": "Microsoft.Resources/resourceGroups",
+        "count": 1,
+        "action": { "kind": "throttle", "retryAfter": 2 },
+    });
+    let (status, _, added) = app.send(Method::POST, "/_armlet/faults", None, Some(rule)).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    let (status, headers, body) =
+        app.send(Method::PUT, &group_put("faulty"), Some(&token), Some(json!({ "location": "westus2" }))).await;
+    assert_arm_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "TooManyRequests");
+    assert_eq!(header_str(&headers, "retry-after"), Some("2"));
+    assert!(app.stored(&group_id("faulty")).is_none(), "a fault writes nothing");
+    // count: 1 — the retry goes through.
+    let (status, _) = app.put_group(&token, "faulty", "westus2").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, list) = app.get_public("/_armlet/faults").await;
+    assert_eq!(list["value"][0]["fired"], 1);
+
+    // A server error and a custom ARM error.
+    let (_, _, _) = app.send(Method::DELETE, "/_armlet/faults", None, None).await;
+    let (_, _, _) = app
+        .send(
+            Method::POST,
+            "/_armlet/faults",
+            None,
+            Some(json!({ "operationId": "ResourceGroups_Get", "action": { "kind": "serverError", "status": 503 } })),
+        )
+        .await;
+    let (status, body) = app.get(&group_put("faulty"), &token).await;
+    assert_arm_error(status, &body, StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable");
+    let (status, _, bad) = app
+        .send(
+            Method::POST,
+            "/_armlet/faults",
+            None,
+            Some(json!({ "action": { "kind": "serverError", "status": 404 } })),
+        )
+        .await;
+    assert_arm_error(status, &bad, StatusCode::BAD_REQUEST, "BadRequest");
+    let (_, _, _) = app.send(Method::DELETE, "/_armlet/faults", None, None).await;
+
+    // An operation that fails part way: accepted, then Failed with the given error.
+    let (_, _, _) = app
+        .send(
+            Method::POST,
+            "/_armlet/faults",
+            None,
+            Some(json!({ "operationId": "ResourceGroups_Delete", "action": { "kind": "failOperation", "code": "InternalOperationError", "message": "Deleting failed part way." } })),
+        )
+        .await;
+    let (status, headers, _) = app.send(Method::DELETE, &group_put("faulty"), Some(&token), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let location = header_str(&headers, "location").unwrap();
+    let (status, body) = app.get(&path_of(location), &token).await;
+    assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "InternalOperationError");
+}
+
+#[tokio::test]
+async fn operation_timing_holds_operations_for_a_duration_or_polls() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    let (status, _, config) = app
+        .send(
+            Method::PATCH,
+            "/_armlet/config",
+            None,
+            Some(json!({ "operationTiming": [{ "kind": "Microsoft.Resources/resourceGroups/delete", "polls": 2 }] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{config}");
+    app.put_group(&token, "slow", "westus2").await;
+    let (_, headers, _) = app.send(Method::DELETE, &group_put("slow"), Some(&token), None).await;
+    let location = path_of(header_str(&headers, "location").unwrap());
+    assert_eq!(app.get(&location, &token).await.0, StatusCode::ACCEPTED, "first poll");
+    assert_eq!(app.get(&location, &token).await.0, StatusCode::ACCEPTED, "second poll");
+    assert_eq!(app.get(&location, &token).await.0, StatusCode::OK, "done after two polls");
+
+    let (_, _, _) = app
+        .send(
+            Method::PATCH,
+            "/_armlet/config",
+            None,
+            Some(json!({ "operationTiming": [{ "kind": "Microsoft.Resources/*", "duration": "30s" }, { "kind": "Microsoft.Resources/resourceGroups/delete", "remove": true }] })),
+        )
+        .await;
+    let (_, shown) = app.get_public("/_armlet/config").await;
+    assert_eq!(
+        shown["operationTiming"],
+        json!([{ "kind": "Microsoft.Resources/*", "duration": "30000ms", "polls": 0 }])
+    );
+    app.put_group(&token, "slow2", "westus2").await;
+    let (_, headers, _) = app.send(Method::DELETE, &group_put("slow2"), Some(&token), None).await;
+    let location = path_of(header_str(&headers, "location").unwrap());
+    assert_eq!(app.get(&location, &token).await.0, StatusCode::ACCEPTED);
+    advance(&app, json!({ "by": "30s" })).await;
+    assert_eq!(app.get(&location, &token).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_control_api_needs_its_token_when_one_is_set() {
+    let app = TestApp::with_settings(Settings { control_token: Some("s3cret".into()), ..Settings::default() }).await;
+    let (status, body) = app.get_public("/_armlet/info").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(app.get_public("/_armlet/health").await.0, StatusCode::OK, "health stays open");
+    let (status, _, body) = app.send_raw(Method::GET, "/_armlet/info", Some("s3cret"), &[], Vec::new()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) = app
+        .send_raw(
+            Method::POST,
+            "/_armlet/clock/advance",
+            Some("wrong"),
+            &[("content-type", "application/json")],
+            b"{\"by\":\"1d\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_stepping_clock_moves_with_requests() {
+    let app = TestApp::with_settings(Settings { clock_step: Duration::seconds(1), ..Settings::default() }).await;
+    let token = app.token().await;
+    for _ in 0..3 {
+        app.get(&format!("/subscriptions/{}?api-version={SUB_API}", sub_id()), &token).await;
+    }
+    let (_, clock) = app.get_public("/_armlet/clock").await;
+    assert_eq!(now_of(&clock), FROZEN_AT + Duration::seconds(3));
+}

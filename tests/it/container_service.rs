@@ -972,7 +972,12 @@ async fn an_expired_service_principal_secret_makes_the_cluster_unhealthy_until_r
     let message = assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "ServicePrincipalValidationClientError");
     assert!(message.contains("AADSTS7000222"), "{message}");
     let (status, _, body) = app
-        .send(Method::PUT, &cluster_path("expiry", "c1", "/agentPools/more"), Some(&token), Some(json!({ "properties": { "count": 1 } })))
+        .send(
+            Method::PUT,
+            &cluster_path("expiry", "c1", "/agentPools/more"),
+            Some(&token),
+            Some(json!({ "properties": { "count": 1 } })),
+        )
         .await;
     assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "ServicePrincipalValidationClientError");
     // A new secret (az ad sp credential reset) and az aks update-credentials --reset-service-principal.

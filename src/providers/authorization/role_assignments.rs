@@ -227,7 +227,7 @@ pub fn ensure_in(
     if exists {
         return Ok(());
     }
-    let name = uuid::Uuid::new_v4().to_string();
+    let name = crate::ids::uuid().to_string();
     let id = assignment_id(scope, &name);
     let now_text = rfc3339(now);
     let assignment = json!({

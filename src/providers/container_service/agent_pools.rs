@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::node_images::{self, Catalog};
 use super::{
@@ -224,7 +223,7 @@ pub fn complete_profile(
         ));
     }
     pool.insert("powerState".into(), json!({ "code": power }));
-    pool.insert("eTag".into(), json!(Uuid::new_v4().to_string()));
+    pool.insert("eTag".into(), json!(crate::ids::uuid().to_string()));
     Ok(Value::Object(pool))
 }
 
@@ -644,7 +643,7 @@ pub fn complete_in(
                 all[i]["nodeImageVersion"] = json!(image);
             }
             all[i]["provisioningState"] = json!("Succeeded");
-            all[i]["eTag"] = json!(Uuid::new_v4().to_string());
+            all[i]["eTag"] = json!(crate::ids::uuid().to_string());
             Some(all[i].clone())
         }
     };

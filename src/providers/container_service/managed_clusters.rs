@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
 
 use super::agent_pools::{self, PoolContext};
 use super::cluster_identities::{self as identities, ControlPlane, Ctx};
@@ -87,15 +86,6 @@ fn property_change(name: &str) -> ArmError {
 
 fn str_field<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
     v[field].as_str().filter(|s| !s.is_empty())
-}
-
-fn random_hex(len: usize) -> String {
-    let mut out = String::new();
-    while out.len() < len {
-        out.push_str(&Uuid::new_v4().simple().to_string());
-    }
-    out.truncate(len);
-    out
 }
 
 /// The node resource group AKS makes (80 characters at most, as Azure truncates it).
@@ -174,7 +164,7 @@ fn network_profile(
             json!({
                 "managedOutboundIPs": { "count": 1 },
                 "effectiveOutboundIPs": [{
-                    "id": format!("{node_group_id}/providers/Microsoft.Network/publicIPAddresses/{}", Uuid::new_v4()),
+                    "id": format!("{node_group_id}/providers/Microsoft.Network/publicIPAddresses/{}", crate::ids::uuid()),
                 }],
                 "backendPoolType": "nodeIPConfiguration",
             }),
@@ -389,7 +379,7 @@ fn write_cluster(
     let mut props = requested.clone();
     let fqdn_label = match str_field(&old, "fqdn") {
         Some(f) => f.split('.').next().unwrap_or_default().to_owned(),
-        None => format!("{dns_prefix}-{}", random_hex(8)),
+        None => format!("{dns_prefix}-{}", crate::ids::hex(8)),
     };
     let in_own_subnet = pools.iter().any(|p| p["vnetSubnetID"].as_str().is_some_and(|s| !s.is_empty()));
     let network = network_profile(
@@ -421,7 +411,7 @@ fn write_cluster(
     props.insert("networkProfile".into(), network);
     props.insert(
         "resourceUID".into(),
-        old.get("resourceUID").filter(|v| v.is_string()).cloned().unwrap_or_else(|| json!(random_hex(24))),
+        old.get("resourceUID").filter(|v| v.is_string()).cloned().unwrap_or_else(|| json!(crate::ids::hex(24))),
     );
     for (field, default) in [("enableRBAC", json!(true)), ("disableLocalAccounts", json!(false))] {
         if !props.get(field).is_some_and(Value::is_boolean) {
@@ -445,7 +435,7 @@ fn write_cluster(
     let mut oidc = json!({ "enabled": oidc_enabled });
     if oidc_enabled {
         let issuer = old["oidcIssuerProfile"]["issuerUrl"].as_str().map(str::to_owned).unwrap_or_else(|| {
-            format!("https://{location}.oic.prod-aks.azure.com/{}/{}/", sub.tenant_id, Uuid::new_v4())
+            format!("https://{location}.oic.prod-aks.azure.com/{}/{}/", sub.tenant_id, crate::ids::uuid())
         });
         oidc["issuerUrl"] = json!(issuer);
     }
@@ -486,7 +476,7 @@ fn write_cluster(
         "sku": body.get("sku").filter(|s| s.is_object()).cloned()
             .or_else(|| existing.as_ref().map(|e| e["sku"].clone()))
             .unwrap_or(json!({ "name": "Base", "tier": "Free" })),
-        "eTag": Uuid::new_v4().to_string(),
+        "eTag": crate::ids::uuid().to_string(),
         "properties": props,
         "systemData": system_data(req, &created_at, now),
     });
@@ -505,7 +495,7 @@ fn write_cluster(
             ClusterInternals {
                 ca_cert_pem,
                 ca_key_pem,
-                scale_set_suffix: format!("{:08}", Uuid::new_v4().as_u128() % 100_000_000),
+                scale_set_suffix: format!("{:08}", crate::ids::uuid().as_u128() % 100_000_000),
                 nodes: Vec::new(),
                 next_index: BTreeMap::new(),
                 kubelet_check: None,
@@ -605,7 +595,7 @@ pub async fn update_tags(state: AppState, req: ArmRequest) -> ArmResult<Response
         .transact(|tx| -> ArmResult<Value> {
             let mut cluster = load_cluster(tx, &id)?.ok_or_else(|| not_found(&name, &group))?;
             cluster["tags"] = tags.clone();
-            cluster["eTag"] = json!(Uuid::new_v4().to_string());
+            cluster["eTag"] = json!(crate::ids::uuid().to_string());
             cluster["systemData"]["lastModifiedAt"] = json!(rfc3339(now));
             cluster["systemData"]["lastModifiedBy"] = json!(req.caller.app_id);
             tx.put(storage_key(&id), &cluster)?;
@@ -972,13 +962,13 @@ fn preflight(state: &AppState, op: &Operation, now: OffsetDateTime) -> Result<Ga
 }
 
 /// Records a failed write on the cluster (or the pool) the way AKS shows it.
-fn fail_write(tx: &mut Tx<'_>, op: &Operation, error: &ArmError) -> Result<(), StoreError> {
+pub fn fail_write(tx: &mut Tx<'_>, op: &Operation, code: &str, message: &str) -> Result<(), StoreError> {
     let (cluster_id, pool) = match op.resource_id.rsplit_once("/agentPools/") {
         Some((cluster, pool)) => (cluster.to_owned(), Some(pool.to_owned())),
         None => (op.resource_id.clone(), None),
     };
     let Some(mut cluster) = load_cluster(tx, &cluster_id)? else { return Ok(()) };
-    let status = json!({ "provisioningError": { "code": error.code.as_str(), "message": error.message } });
+    let status = json!({ "provisioningError": { "code": code, "message": message } });
     match pool {
         Some(pool) => {
             if let Some(pools) = cluster["properties"]["agentPoolProfiles"].as_array_mut() {
@@ -1017,7 +1007,7 @@ pub async fn complete(state: &AppState, op: Operation) -> Result<Operation, Stor
             let outcome = match gate {
                 Gate::Wait(at) => return op.reschedule(tx, at),
                 Gate::Fail(error) => {
-                    fail_write(tx, &op, &error)?;
+                    fail_write(tx, &op, error.code.as_str(), &error.message)?;
                     Err(error)
                 }
                 Gate::Go => match op.kind.as_str() {

@@ -20,7 +20,6 @@ pub mod operations;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::arm::lro::{Operation, OperationStatus};
 use crate::arm::resource_id::{key, storage_key};
@@ -132,7 +131,7 @@ pub fn start_operation(
     due_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> Result<Operation, StoreError> {
-    let id = Uuid::new_v4().to_string();
+    let id = crate::ids::uuid().to_string();
     let base = format!(
         "/subscriptions/{}/providers/Microsoft.ContainerService/locations/{location}",
         req.param("subscriptionId")
@@ -151,6 +150,8 @@ pub fn start_operation(
         api_version: req.api_version.clone(),
         done_status: 200,
         result: None,
+        polls_remaining: 0,
+        injected_failure: None,
     };
     Operation::start(tx, &op)?;
     Ok(op)

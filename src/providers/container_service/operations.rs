@@ -29,11 +29,15 @@ fn find(state: &AppState, req: &ArmRequest) -> ArmResult<Operation> {
 /// `OperationStatusResult_Get`: the operation's status (InProgress, Succeeded, Failed).
 pub async fn get_operation_status(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     crate::providers::settle_operations(&state).await?;
+    // This poll counts after settling: an operation timed to N polls answers InProgress N times.
+    lro::count_poll(&state.db, req.param("operationId")).await?;
     crate::arm::json(StatusCode::OK, find(&state, &req)?.status_body())
 }
 
 /// `OperationResults_Get` (the `Location` URL): 202 while running, then the final response.
 pub async fn get_operation_result(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     crate::providers::settle_operations(&state).await?;
+    // This poll counts after settling: an operation timed to N polls answers InProgress N times.
+    lro::count_poll(&state.db, req.param("operationId")).await?;
     Ok(find(&state, &req)?.result_response(&req))
 }

@@ -9,7 +9,6 @@ pub mod system_assigned_identities;
 pub mod user_assigned_identities;
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::directory::ServicePrincipal;
 
@@ -22,14 +21,14 @@ pub fn new_principal(
     explicit: bool,
     now: OffsetDateTime,
 ) -> ServicePrincipal {
-    let app_id = Uuid::new_v4().to_string();
+    let app_id = crate::ids::uuid().to_string();
     ServicePrincipal {
-        id: Uuid::new_v4().to_string(),
+        id: crate::ids::uuid().to_string(),
         app_id: app_id.clone(),
         display_name: display_name.to_owned(),
         tenant_id: tenant_id.to_owned(),
         service_principal_type: "ManagedIdentity".into(),
-        service_principal_names: vec![app_id, format!("https://identity.azure.net/{}", Uuid::new_v4().simple())],
+        service_principal_names: vec![app_id, format!("https://identity.azure.net/{}", crate::ids::uuid().simple())],
         alternative_names: vec![
             format!("isExplicit={}", if explicit { "True" } else { "False" }),
             resource_id.to_owned(),

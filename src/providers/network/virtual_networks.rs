@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::arm::paging::page;
 use crate::arm::resource_id::storage_key;
@@ -55,7 +54,7 @@ pub fn cidr_overlaps(x: (u32, u32), y: (u32, u32)) -> bool {
 }
 
 fn etag() -> String {
-    format!("W/\"{}\"", Uuid::new_v4())
+    format!("W/\"{}\"", crate::ids::uuid())
 }
 
 fn address_prefixes(network: &Value) -> Vec<(u32, u32)> {
@@ -159,7 +158,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
                     .as_ref()
                     .map(|e| e["properties"]["resourceGuid"].clone())
                     .filter(|g| g.is_string())
-                    .unwrap_or_else(|| json!(Uuid::new_v4().to_string())),
+                    .unwrap_or_else(|| json!(crate::ids::uuid().to_string())),
             );
             props.entry("enableDdosProtection".to_owned()).or_insert(json!(false));
             props.entry("virtualNetworkPeerings".to_owned()).or_insert(json!([]));

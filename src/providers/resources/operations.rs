@@ -11,6 +11,8 @@ use crate::state::AppState;
 /// Answers 202 while the operation runs, then its final response.
 pub async fn get_operation_result(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     crate::providers::settle_operations(&state).await?;
+    // This poll counts after settling: an operation timed to N polls answers InProgress N times.
+    lro::count_poll(&state.db, req.param("operationId")).await?;
     let id = req.param("operationId");
     let op: Operation = state
         .db

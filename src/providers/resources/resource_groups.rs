@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Duration;
-use uuid::Uuid;
 
 use crate::arm::lro::{Operation, OperationStatus};
 use crate::arm::odata::{self, Clause};
@@ -208,7 +207,7 @@ pub async fn delete(state: AppState, req: ArmRequest) -> ArmResult<Response> {
             let id = group["id"].as_str().unwrap_or_default().to_owned();
             group["properties"]["provisioningState"] = json!("Deleting");
             tx.put(storage_key(&id), &group)?;
-            let op_id = Uuid::new_v4().to_string();
+            let op_id = crate::ids::uuid().to_string();
             let op = Operation {
                 id: op_id.clone(),
                 kind: DELETE_OPERATION.into(),
@@ -223,6 +222,8 @@ pub async fn delete(state: AppState, req: ArmRequest) -> ArmResult<Response> {
                 api_version: req.api_version.clone(),
                 done_status: 200,
                 result: None,
+                polls_remaining: 0,
+                injected_failure: None,
             };
             Operation::start(tx, &op)?;
             Ok(op)
