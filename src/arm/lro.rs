@@ -187,6 +187,16 @@ impl Operation {
         body
     }
 
+    /// The `Azure-AsyncOperation` status response: always 200, with `Retry-After: 1` while the
+    /// operation runs (clients poll every 30 s without it).
+    pub fn status_response(&self) -> Response {
+        let mut response = (StatusCode::OK, axum::Json(self.status_body())).into_response();
+        if !self.is_done() {
+            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        }
+        response
+    }
+
     /// The `Location` result: 202 while running, then the operation's own final response.
     pub fn result_response(&self, req: &ArmRequest) -> Response {
         match self.status {

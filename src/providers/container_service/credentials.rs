@@ -87,9 +87,8 @@ fn kubeconfig(
     let group = id.split('/').nth(4).unwrap_or_default();
     let fqdn = cluster["properties"]["fqdn"].as_str().unwrap_or_default();
     let (user, context, common_name, organization) = match kind {
-        Kind::Admin => {
-            (format!("clusterAdmin_{group}_{name}"), format!("{name}-admin"), "masterclient", "system:masters")
-        }
+        // The context is the cluster's name; az adds `-admin` itself when it merges an admin one.
+        Kind::Admin => (format!("clusterAdmin_{group}_{name}"), name.to_owned(), "masterclient", "system:masters"),
         Kind::User => (format!("clusterUser_{group}_{name}"), name.to_owned(), "clusterUser", "system:masters"),
         Kind::Monitoring => (
             format!("clusterMonitoringUser_{group}_{name}"),

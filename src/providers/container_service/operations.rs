@@ -2,7 +2,6 @@
 //! `.../locations/{location}/operations/{operationId}` (`Azure-AsyncOperation`, always 200)
 //! and `.../locations/{location}/operationresults/{operationId}` (`Location`, 202 until done).
 
-use axum::http::StatusCode;
 use axum::response::Response;
 
 use crate::arm::lro::{self, Operation};
@@ -31,7 +30,7 @@ pub async fn get_operation_status(state: AppState, req: ArmRequest) -> ArmResult
     crate::providers::settle_operations(&state).await?;
     // This poll counts after settling: an operation timed to N polls answers InProgress N times.
     lro::count_poll(&state.db, req.param("operationId")).await?;
-    crate::arm::json(StatusCode::OK, find(&state, &req)?.status_body())
+    Ok(find(&state, &req)?.status_response())
 }
 
 /// `OperationResults_Get` (the `Location` URL): 202 while running, then the final response.
