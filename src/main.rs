@@ -95,7 +95,7 @@ enum Command {
         #[arg(long = "location")]
         locations: Vec<String>,
         /// publish: the release time (RFC 3339; default now).
-        #[arg(long, conflicts_with = "rollout_hours")]
+        #[arg(long)]
         at: Option<String>,
         /// publish: hours from the first region ring to the last (default 0: everywhere at once).
         #[arg(long)]
@@ -168,6 +168,17 @@ enum Command {
         #[arg(long)]
         fail_operation: Option<String>,
     },
+    /// What clients sent lately: method, path, api-version, status, caller, ids, timing.
+    Requests {
+        #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// How many (the newest).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Keep printing new requests as they arrive.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Report readiness; with --wait, block until ready (for scripts and health checks).
     Health {
         #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
@@ -213,6 +224,9 @@ struct ServeArgs {
     /// Simulated time before a role assignment takes (or stops taking) effect, e.g. 10s, 5m, 0s.
     #[arg(long, env = "ARMLET_PROPAGATION_DELAY", default_value = "10s", value_parser = duration)]
     propagation_delay: time::Duration,
+    /// Log lines (ARMLET_LOG=info logs every request): pretty or json.
+    #[arg(long, env = "ARMLET_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+    log_format: String,
     /// Make generated ids, names and secrets reproducible: the same requests give the same ids.
     #[arg(long, env = "ARMLET_SEED")]
     seed: Option<u64>,
@@ -289,15 +303,19 @@ fn print_result(result: Result<String, String>) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ARMLET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Some(Command::Serve(args)) => args.log_format.clone(),
+        _ => cli.serve.log_format.clone(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ARMLET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
     match cli.command {
         None => print_result(serve(cli.serve.into()).await.map(|()| String::new())),
         Some(Command::Serve(args)) => print_result(serve(args.into()).await.map(|()| String::new())),
@@ -312,6 +330,9 @@ async fn main() -> ExitCode {
             print_result(armlet::cli::subscriptions(&url, &action, name.as_deref(), new_tenant).await)
         }
         Some(Command::Events { url }) => print_result(armlet::cli::events(&url).await),
+        Some(Command::Requests { url, limit, follow }) => {
+            print_result(armlet::cli::requests(&url, limit, follow).await)
+        }
         Some(Command::Config { url, action, values }) => {
             print_result(armlet::cli::config(&url, &action, &values).await)
         }

@@ -523,6 +523,17 @@ async fn arm_fallback(State(state): State<AppState>, request: Request) -> Respon
     response
 }
 
+/// The principal a bearer token names (`oid`), for the request log only: the token is not
+/// verified here (the ARM and Graph handlers do that).
+fn caller_of(headers: &axum::http::HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let token = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims["oid"].as_str().map(str::to_owned)
+}
+
 /// ARM's response headers on everything, and one log line per request (`ARMLET_LOG=info`).
 async fn arm_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
@@ -542,6 +553,13 @@ async fn arm_headers(State(state): State<AppState>, request: Request, next: Next
             "requestId": request_id,
             "clientRequestId": request_headers.get("x-ms-client-request-id").and_then(|v| v.to_str().ok()),
             "userAgent": request_headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()),
+            "apiVersion": uri.query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
+                    .map(|(_, v)| v.into_owned())
+            }),
+            "caller": caller_of(&request_headers),
+            "correlationId": response.headers().get("x-ms-correlation-request-id").and_then(|v| v.to_str().ok()),
             "elapsedMs": started.elapsed().as_millis() as u64,
         }));
     }

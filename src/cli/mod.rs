@@ -380,6 +380,51 @@ pub async fn faults(url: &str, action: &str, id: Option<&str>, rule: Value) -> R
     serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
 }
 
+fn request_line(r: &Value) -> String {
+    format!(
+        "{} {:>3} {:<6} {}{} api-version={} caller={} {}ms {}\n",
+        r["time"].as_str().unwrap_or_default(),
+        r["status"],
+        r["method"].as_str().unwrap_or_default(),
+        r["path"].as_str().unwrap_or_default(),
+        "",
+        r["apiVersion"].as_str().unwrap_or("-"),
+        r["caller"].as_str().unwrap_or("-"),
+        r["elapsedMs"],
+        r["requestId"].as_str().unwrap_or_default(),
+    )
+}
+
+/// `armlet requests [--limit N] [--follow]`: the request log, one line each; `--follow` keeps
+/// polling for new ones.
+pub async fn requests(url: &str, limit: usize, follow: bool) -> Result<String, String> {
+    let base = format!("{}/_armlet/requests", url.trim_end_matches('/'));
+    let value = get_json(&format!("{base}?limit={limit}")).await?;
+    let entries = value["value"].as_array().cloned().unwrap_or_default();
+    let mut out: String = entries.iter().map(request_line).collect();
+    if !follow {
+        return Ok(out);
+    }
+    print!("{out}");
+    out.clear();
+    let mut seen: std::collections::VecDeque<String> =
+        entries.iter().filter_map(|e| e["requestId"].as_str().map(str::to_owned)).collect();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let value = get_json(&format!("{base}?limit=200")).await?;
+        for entry in value["value"].as_array().into_iter().flatten() {
+            let id = entry["requestId"].as_str().unwrap_or_default().to_owned();
+            if !seen.contains(&id) {
+                print!("{}", request_line(entry));
+                seen.push_back(id);
+                if seen.len() > 1000 {
+                    seen.pop_front();
+                }
+            }
+        }
+    }
+}
+
 /// `armlet health [--wait]`: whether armlet is ready; with `wait`, polls until it is.
 pub async fn health(url: &str, wait: Option<Duration>) -> Result<String, String> {
     let url = format!("{}/_armlet/health", url.trim_end_matches('/'));

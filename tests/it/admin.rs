@@ -330,6 +330,9 @@ async fn the_request_log_shows_what_clients_sent() {
     assert_eq!(entries[1]["status"], 400);
     assert_eq!(entries[1]["query"], "api-version=2099-01-01");
     assert_eq!(entries[1]["time"], armlet::clock::rfc3339(FROZEN_AT), "times come from the simulated clock");
+    assert_eq!(entries[1]["apiVersion"], "2099-01-01");
+    assert_eq!(entries[1]["caller"], object_id(), "the caller's principal");
+    assert_eq!(entries[1]["correlationId"], entries[1]["requestId"]);
 }
 
 #[tokio::test]
