@@ -118,6 +118,52 @@ async fn persist_and_settle(state: &AppState, before: OffsetDateTime) -> ArmResu
             ));
         }
     }
+    // What else the clock crossed: grants taking or losing effect, secrets expiring, node
+    // image releases.
+    let within = |at: OffsetDateTime| before < at && at <= now;
+    let mut crossed = |at: OffsetDateTime, kind: &str, subject: &str| {
+        let entry = json!({ "kind": kind, "subject": subject, "due": rfc3339(at) });
+        let mut recorded = entry.clone();
+        recorded["fired"] = json!(rfc3339(now));
+        state.events.record(recorded);
+        fired.push((at, entry));
+    };
+    let delay = state.settings.propagation_delay;
+    for (key, assignment) in state.db.scan::<Value>("res/")? {
+        if key.contains("/providers/microsoft.authorization/roleassignments/")
+            && let Some(grant) = crate::providers::authorization::grant_of(state, &assignment, None)
+            && within(grant.effective_from(delay))
+        {
+            crossed(grant.effective_from(delay), "Microsoft.Authorization/roleAssignmentPropagation", &grant.id);
+        }
+    }
+    for (_, tomb) in state.db.scan::<crate::providers::authorization::role_assignments::Tombstone>("ratomb/")? {
+        if within(tomb.deleted_on + delay) {
+            let id = tomb.assignment["id"].as_str().unwrap_or_default().to_owned();
+            crossed(tomb.deleted_on + delay, "Microsoft.Authorization/roleAssignmentRevocation", &id);
+        }
+    }
+    for (_, principal) in state.db.scan::<ServicePrincipal>("dir/sp/")? {
+        for credential in &principal.password_credentials {
+            if let Some(end) = credential.end_date_time.filter(|end| within(*end)) {
+                crossed(end, "Microsoft.Graph/secretExpiry", &principal.app_id);
+            }
+        }
+    }
+    for (_, application) in state.db.scan::<crate::directory::Application>("dir/app/")? {
+        for credential in &application.password_credentials {
+            if let Some(end) = credential.end_date_time.filter(|end| within(*end)) {
+                crossed(end, "Microsoft.Graph/secretExpiry", &application.app_id);
+            }
+        }
+    }
+    let catalog = crate::providers::container_service::node_images::Catalog::load(&state.db.reader())?;
+    let span = (now - before).max(time::Duration::ZERO);
+    for release in catalog.releases_around(now, span, time::Duration::ZERO) {
+        if within(release.released) {
+            crossed(release.released, "Microsoft.ContainerService/nodeImageRelease", &release.version);
+        }
+    }
     fired.sort_by_key(|(at, _)| *at);
     Ok(fired.into_iter().map(|(_, v)| v).collect())
 }

@@ -515,3 +515,45 @@ async fn a_stepping_clock_moves_with_requests() {
     let (_, clock) = app.get_public("/_armlet/clock").await;
     assert_eq!(now_of(&clock), FROZEN_AT + Duration::seconds(3));
 }
+
+#[tokio::test]
+async fn a_hundred_days_in_one_advance_fire_every_rotation_once_in_order() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    app.put_group(&token, "rot", "westus2").await;
+    let mut created = Vec::new();
+    for (name, after) in [("early", "0s"), ("later", "10d"), ("latest", "20d")] {
+        advance(&app, json!({ "by": after })).await;
+        let uri = format!(
+            "{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}?api-version=2024-11-30",
+            group_id("rot")
+        );
+        let (status, _, body) = app.send(Method::PUT, &uri, Some(&token), Some(json!({ "location": "westus2" }))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (_, clock) = app.get_public("/_armlet/clock").await;
+        created.push((body["id"].as_str().unwrap().to_owned(), now_of(&clock)));
+    }
+    let (status, moved) = advance(&app, json!({ "by": "100d" })).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let rotations: Vec<&Value> = moved["fired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "Microsoft.ManagedIdentity/credentialRotation")
+        .collect();
+    // Each identity renews 46 and 92 days after it was created: six rotations in 100 days.
+    let mut expected: Vec<(String, String)> =
+        created.iter().flat_map(|(id, at)| [46, 92].map(|d| (rfc3339(*at + Duration::days(d)), id.clone()))).collect();
+    expected.sort();
+    let got: Vec<(String, String)> = rotations
+        .iter()
+        .map(|e| (e["due"].as_str().unwrap().to_owned(), e["subject"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(got, expected, "every rotation exactly once, in time order");
+    // The clock also crossed node image releases, listed in the same order.
+    let dues: Vec<&str> = moved["fired"].as_array().unwrap().iter().map(|e| e["due"].as_str().unwrap()).collect();
+    assert!(dues.windows(2).all(|w| w[0] <= w[1]), "{dues:?}");
+    assert!(
+        moved["fired"].as_array().unwrap().iter().any(|e| e["kind"] == "Microsoft.ContainerService/nodeImageRelease")
+    );
+}
