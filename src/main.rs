@@ -101,7 +101,7 @@ enum Command {
         #[arg(long)]
         rollout_hours: Option<i64>,
     },
-    /// A cluster as armlet sees it: health | nodes, for a cluster resource id.
+    /// A cluster as armlet sees it: health (exits 1 when unhealthy) | nodes, for a cluster resource id.
     Cluster {
         #[arg(long, env = "ARMLET_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
@@ -395,7 +395,13 @@ async fn main() -> ExitCode {
             }
             print_result(armlet::cli::faults(&url, &action, id.as_deref(), rule).await)
         }
-        Some(Command::Cluster { url, action, id }) => print_result(armlet::cli::cluster(&url, &action, &id).await),
+        Some(Command::Cluster { url, action, id }) => match armlet::cli::cluster(&url, &action, &id).await {
+            Ok((out, healthy)) => {
+                let code = print_result(Ok(out));
+                if healthy { code } else { ExitCode::from(1) }
+            }
+            Err(e) => print_result(Err(e)),
+        },
         Some(Command::NodeImages { url, action, version, locations, at, rollout_hours }) => print_result(
             armlet::cli::node_images(&url, &action, version.as_deref(), &locations, at.as_deref(), rollout_hours).await,
         ),

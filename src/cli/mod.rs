@@ -248,15 +248,16 @@ pub async fn node_images(
     }
 }
 
-/// `armlet cluster health|nodes <cluster resource id>`.
-pub async fn cluster(url: &str, action: &str, id: &str) -> Result<String, String> {
+/// `armlet cluster health|nodes <cluster resource id>`: the text and whether the cluster is
+/// healthy (the command exits non-zero when it is not, for scripts).
+pub async fn cluster(url: &str, action: &str, id: &str) -> Result<(String, bool), String> {
     if action != "health" && action != "nodes" {
         return Err(format!("unknown cluster action '{action}' (health, nodes)"));
     }
     let id = id.trim().trim_start_matches('/');
     let value = get_json(&format!("{}/_armlet/clusters/{id}/{action}", url.trim_end_matches('/'))).await?;
     if action == "nodes" {
-        return serde_json::to_string_pretty(&value).map_err(|e| e.to_string());
+        return serde_json::to_string_pretty(&value).map(|text| (text, true)).map_err(|e| e.to_string());
     }
     let mut out = format!(
         "{} at {}: {}\n",
@@ -290,7 +291,8 @@ pub async fn cluster(url: &str, action: &str, id: &str) -> Result<String, String
             ));
         }
     }
-    for registry in value["registries"].as_array().into_iter().flatten() {
+    // Registries the cluster was never attached to are not its business.
+    for registry in value["registries"].as_array().into_iter().flatten().filter(|r| r["attached"] == true) {
         for pull in registry["pulls"].as_array().into_iter().flatten() {
             out.push_str(&format!(
                 "pull {} from {}: {}\n",
@@ -313,7 +315,7 @@ pub async fn cluster(url: &str, action: &str, id: &str) -> Result<String, String
             event["subject"].as_str().unwrap_or_default()
         ));
     }
-    Ok(out)
+    Ok((out, value["healthy"] == true))
 }
 
 async fn send_json(method: &str, url: &str, body: Option<&Value>) -> Result<Value, String> {
