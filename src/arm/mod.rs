@@ -5,6 +5,7 @@
 pub mod api_version;
 pub mod dispatch;
 pub mod error;
+pub mod etag;
 pub mod extract;
 pub mod faults;
 pub mod headers;

@@ -1008,3 +1008,44 @@ async fn an_expired_service_principal_secret_makes_the_cluster_unhealthy_until_r
     let report = health(&app, &cluster).await;
     assert_eq!(report["healthy"], true, "{report}");
 }
+
+#[tokio::test]
+async fn etags_guard_cluster_and_pool_writes() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    let cluster = create_and_wait(&app, &token, "etag", "c1", az_create_body()).await;
+    let etag = cluster["eTag"].as_str().unwrap().to_owned();
+    let put = |headers: Vec<(&'static str, String)>, body: Value| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let mut h: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+            h.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+            app.send_raw(Method::PUT, &cluster_uri("etag", "c1"), Some(&token), &h, bytes).await
+        }
+    };
+    let (status, _, body) = put(vec![("if-match", "\"not-it\"".into())], cluster.clone()).await;
+    assert_arm_error(status, &body, StatusCode::PRECONDITION_FAILED, "PreconditionFailed");
+    let (status, _, body) = put(vec![("if-none-match", "*".into())], cluster.clone()).await;
+    assert_arm_error(status, &body, StatusCode::PRECONDITION_FAILED, "PreconditionFailed");
+    let (status, headers, body) = put(vec![("if-match", format!("\"{etag}\""))], cluster.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_ne!(body["eTag"], etag.as_str(), "every write gets a new ETag");
+    poll(&app, &token, &headers).await;
+    // The old ETag no longer matches: a lost update is refused.
+    let (status, _, body) = put(vec![("if-match", etag.clone())], cluster.clone()).await;
+    assert_arm_error(status, &body, StatusCode::PRECONDITION_FAILED, "PreconditionFailed");
+
+    let pool_uri = cluster_path("etag", "c1", "/agentPools/nodepool1");
+    let (status, _, body) = app
+        .send_raw(
+            Method::PUT,
+            &pool_uri,
+            Some(&token),
+            &[("content-type", "application/json"), ("if-match", "stale")],
+            serde_json::to_vec(&json!({ "properties": { "count": 2, "mode": "System" } })).unwrap(),
+        )
+        .await;
+    assert_arm_error(status, &body, StatusCode::PRECONDITION_FAILED, "PreconditionFailed");
+}

@@ -380,6 +380,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
             let mut all = pools(&cluster);
             let at = position(&cluster, &name);
             let previous = at.map(|i| all[i].clone());
+            crate::arm::etag::check(&req.headers, previous.as_ref().and_then(|p| p["eTag"].as_str()))?;
             if let Some(prev) = &previous
                 && is_busy(prev["provisioningState"].as_str().unwrap_or_default())
             {
@@ -458,6 +459,7 @@ pub async fn delete(state: AppState, req: ArmRequest) -> ArmResult<Response> {
         .transact(|tx| -> ArmResult<Option<_>> {
             let mut cluster = load_cluster(tx, &id)?.ok_or_else(|| not_found(&cluster_name, &group))?;
             let Some(i) = position(&cluster, &name) else { return Ok(None) };
+            crate::arm::etag::check(&req.headers, pools(&cluster)[i]["eTag"].as_str())?;
             check_cluster_idle(&cluster)?;
             let mut all = pools(&cluster);
             if !all.iter().enumerate().any(|(j, p)| j != i && p["mode"] == "System") {

@@ -230,6 +230,7 @@ fn write_cluster(
     now: OffsetDateTime,
 ) -> ArmResult<Written> {
     let existing = load_cluster(tx, id)?;
+    crate::arm::etag::check(&req.headers, existing.as_ref().and_then(|e| e["eTag"].as_str()))?;
     let internals = ClusterInternals::load(tx, id)?;
     let old = existing.as_ref().map(|e| e["properties"].clone()).unwrap_or(json!({}));
     if let Some(e) = &existing {
@@ -594,6 +595,7 @@ pub async fn update_tags(state: AppState, req: ArmRequest) -> ArmResult<Response
         .db
         .transact(|tx| -> ArmResult<Value> {
             let mut cluster = load_cluster(tx, &id)?.ok_or_else(|| not_found(&name, &group))?;
+            crate::arm::etag::check(&req.headers, cluster["eTag"].as_str())?;
             cluster["tags"] = tags.clone();
             cluster["eTag"] = json!(crate::ids::uuid().to_string());
             cluster["systemData"]["lastModifiedAt"] = json!(rfc3339(now));
@@ -616,6 +618,7 @@ pub async fn delete(state: AppState, req: ArmRequest) -> ArmResult<Response> {
         .db
         .transact(|tx| -> ArmResult<Option<Operation>> {
             let Some(mut cluster) = load_cluster(tx, &id)? else { return Ok(None) };
+            crate::arm::etag::check(&req.headers, cluster["eTag"].as_str())?;
             let provisioning = cluster["properties"]["provisioningState"].as_str().unwrap_or_default();
             if provisioning == "Deleting" {
                 return Err(operation_in_progress(provisioning));
