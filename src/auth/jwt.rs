@@ -88,12 +88,15 @@ pub fn verify(token: &str, key: &SigningKey, now: i64) -> Result<Claims, TokenEr
     if alg != "RS256" {
         return Err(TokenError::UnsupportedAlgorithm(alg.to_owned()));
     }
-    let signature_bytes = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
-    let signature = Signature::try_from(signature_bytes.as_slice()).map_err(|_| TokenError::BadSignature)?;
-    let signing_input = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
-    VerifyingKey::<Sha256>::new(key.public.clone())
-        .verify(signing_input.as_bytes(), &signature)
-        .map_err(|_| TokenError::BadSignature)?;
+    if !key.already_verified(token) {
+        let signature_bytes = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
+        let signature = Signature::try_from(signature_bytes.as_slice()).map_err(|_| TokenError::BadSignature)?;
+        let signing_input = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
+        VerifyingKey::<Sha256>::new(key.public.clone())
+            .verify(signing_input.as_bytes(), &signature)
+            .map_err(|_| TokenError::BadSignature)?;
+        key.remember_verified(token);
+    }
     let claims: Claims = URL_SAFE_NO_PAD
         .decode(payload)
         .ok()
@@ -128,6 +131,14 @@ mod tests {
         let mut tampered = token.clone();
         tampered.replace_range(token.len() - 4.., "AAAA");
         assert_eq!(verify(&tampered, key(), 2000), Err(TokenError::BadSignature));
+        // A verified token is remembered, but only byte for byte: a new payload under the
+        // old signature is checked (and refused).
+        let forged_claims = Claims { aud: "forged".into(), ..claims.clone() };
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_claims).unwrap());
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
+        assert_eq!(verify(&forged, key(), 2000), Err(TokenError::BadSignature));
+        assert_eq!(verify(&token, key(), 2000).unwrap(), claims, "the remembered token still verifies");
         assert_eq!(verify("abc", key(), 2000), Err(TokenError::Malformed));
         let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), token.split('.').nth(1).unwrap());
         assert_eq!(verify(&none, key(), 2000), Err(TokenError::UnsupportedAlgorithm("none".into())));

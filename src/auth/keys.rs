@@ -15,7 +15,13 @@ pub struct SigningKey {
     pub kid: String,
     pub private: RsaPrivateKey,
     pub public: RsaPublicKey,
+    /// Tokens whose signature this key already verified: clients send the same token on
+    /// every request, and an RSA verification costs far more than the rest of a request.
+    verified: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// How many verified tokens a key remembers (then it starts over).
+const VERIFIED_CAPACITY: usize = 4096;
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,7 +34,21 @@ impl SigningKey {
         let public = RsaPublicKey::from(&private);
         let digest = Sha256::digest(public.n().to_bytes_be());
         let kid = URL_SAFE_NO_PAD.encode(&digest[..20]);
-        Self { kid, private, public }
+        Self { kid, private, public, verified: Default::default() }
+    }
+
+    /// Whether this key already verified `token`'s signature.
+    pub fn already_verified(&self, token: &str) -> bool {
+        self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(token)
+    }
+
+    /// Remembers that `token`'s signature verified.
+    pub fn remember_verified(&self, token: &str) {
+        let mut verified = self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_owned());
     }
 
     /// A fresh 2048-bit key.
