@@ -218,11 +218,10 @@ pub fn ensure_in(
     now: OffsetDateTime,
     description: &str,
 ) -> Result<(), StoreError> {
-    let exists = all(tx)?.iter().any(|a| {
+    let exists = tx.scan::<Value>(&super::assignments_prefix(scope))?.iter().any(|(_, a)| {
         let p = &a["properties"];
         p["principalId"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(principal_id))
             && p["roleDefinitionId"].as_str().is_some_and(|x| x.to_lowercase().ends_with(&role_guid.to_lowercase()))
-            && p["scope"].as_str().is_some_and(|x| key(x) == key(scope))
     });
     if exists {
         return Ok(());

@@ -15,8 +15,8 @@ use crate::arm::resource_id::storage_key;
 use crate::arm::{ArmError, ArmRequest, ArmResult};
 use crate::arm_error;
 use crate::clock::rfc3339;
-use crate::providers::managed_identity::user_assigned_identities::normalize_location;
-use crate::providers::resources::resource_groups;
+use crate::providers::resources::locations::required_location;
+use crate::providers::resources::{generic_resources, resource_groups};
 use crate::state::AppState;
 use crate::store::{StoreError, Tx};
 
@@ -99,11 +99,7 @@ pub async fn create(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     validate_name(&name)?;
     let body: Option<RegistryBody> = req.json()?;
     let body = body.ok_or_else(|| ArmError::invalid_request_content("The request content is empty."))?;
-    let location = body
-        .location
-        .filter(|l| !l.trim().is_empty())
-        .ok_or_else(|| arm_error!(LocationRequired, "The location property is required for this definition."))?;
-    let location = normalize_location(&location, TYPE)?;
+    let location = required_location(body.location.as_deref(), TYPE)?;
     let sku = sku(&body
         .sku
         .map(|s| s.name)
@@ -234,52 +230,24 @@ pub async fn update(state: AppState, req: ArmRequest) -> ArmResult<Response> {
 /// `Registries_Delete`: 200, or 204 when there was none.
 pub async fn delete(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let id = registry_id(req.param("subscriptionId"), req.param("resourceGroupName"), req.param("registryName"));
-    let existed = state
-        .db
-        .transact(|tx| -> ArmResult<bool> {
-            let Some(r) = tx.get::<Value>(&storage_key(&id))? else { return Ok(false) };
-            let stored = r["id"].as_str().unwrap_or(&id).to_owned();
-            for (key, _) in tx.scan::<Value>(&crate::arm::resource_id::storage_prefix_under(&stored))? {
-                tx.delete(key);
-            }
-            tx.delete(storage_key(&stored));
-            Ok(true)
-        })
-        .await?;
+    let existed = state.db.transact(|tx| generic_resources::delete_with_children(tx, &id)).await?;
     Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT }.into_response())
-}
-
-fn is_registry(v: &Value) -> bool {
-    v["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(TYPE))
 }
 
 /// `Registries_ListByResourceGroup`.
 pub async fn list_by_resource_group(state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    let prefix = format!(
-        "res/subscriptions/{}/resourcegroups/{}/providers/microsoft.containerregistry/registries/",
-        req.param("subscriptionId").to_lowercase(),
-        req.param("resourceGroupName").to_lowercase()
-    );
-    let items: Vec<Value> = state
-        .db
-        .scan::<Value>(&prefix)?
-        .into_iter()
-        .filter(|(k, v)| !k[prefix.len()..].contains('/') && is_registry(v))
-        .map(|(_, v)| v)
-        .collect();
+    let items = generic_resources::of_type_in_group(
+        &state.db,
+        req.param("subscriptionId"),
+        req.param("resourceGroupName"),
+        TYPE,
+    )?;
     crate::arm::json(StatusCode::OK, page(&req, items, "value")?)
 }
 
 /// Every registry in a subscription.
 pub fn in_subscription(state: &AppState, subscription: &str) -> Result<Vec<Value>, StoreError> {
-    let base = format!("res/subscriptions/{}/resourcegroups/", subscription.to_lowercase());
-    Ok(state
-        .db
-        .scan::<Value>(&base)?
-        .into_iter()
-        .filter(|(k, v)| k[base.len()..].split('/').count() == 5 && is_registry(v))
-        .map(|(_, v)| v)
-        .collect())
+    generic_resources::of_type_in_subscription(&state.db, subscription, TYPE)
 }
 
 /// `Registries_List` (the subscription).

@@ -338,7 +338,6 @@ fn check_cluster_idle(cluster: &Value) -> ArmResult<()> {
 /// [`super::NODE_REIMAGE_STEP`] each) and returns when the last node is back.
 pub fn roll_pool(
     internals: &mut ClusterInternals,
-    cluster: &Value,
     pool: &Value,
     now: OffsetDateTime,
     kubelet: Option<nodes::KubeletCredential>,
@@ -347,7 +346,6 @@ pub fn roll_pool(
     let name = pool["name"].as_str().unwrap_or_default();
     let count = internals.nodes.iter().filter(|n| n.pool == name).count();
     let batch = nodes::batch_size(pool["upgradeSettings"]["maxSurge"].as_str().unwrap_or("10%"), count);
-    let _ = cluster;
     let target = nodes::ReimageTarget {
         image: pool["nodeImageVersion"].as_str().unwrap_or_default(),
         kubernetes_version: pool["currentOrchestratorVersion"].as_str().unwrap_or_default(),
@@ -435,7 +433,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
             // A new Kubernetes version (or a rollback of the node image) rolls through the nodes.
             let mut due = now;
             if upgrading && let Some(mut internals) = ClusterInternals::load(tx, &stored_id)? {
-                due = roll_pool(&mut internals, &cluster, &pool, now, None, "Kubernetes version upgrade");
+                due = roll_pool(&mut internals, &pool, now, None, "Kubernetes version upgrade");
                 internals.save(tx, &stored_id)?;
             }
             let pool_id = format!("{stored_id}/agentPools/{name}");
@@ -547,7 +545,7 @@ pub async fn upgrade_node_image_version(state: AppState, req: ArmRequest) -> Arm
             let kubelet = (kubelet.kind == "ManagedIdentity").then_some(kubelet);
             let pool = pool.clone();
             cluster["properties"]["agentPoolProfiles"] = json!(all);
-            let due = roll_pool(&mut internals, &cluster, &target, now, kubelet, "node image upgrade");
+            let due = roll_pool(&mut internals, &target, now, kubelet, "node image upgrade");
             internals.save(tx, &stored_id)?;
             tx.put(storage_key(&stored_id), &cluster)?;
             let pool_id = format!("{stored_id}/agentPools/{name}");

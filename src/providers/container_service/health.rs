@@ -169,25 +169,26 @@ pub fn report(state: &AppState, id: &str) -> ArmResult<Value> {
         .collect();
     for pool in props["agentPoolProfiles"].as_array().into_iter().flatten() {
         let name = pool["name"].as_str().unwrap_or_default();
-        let mine: Vec<&nodes::Node> = internals.nodes.iter().filter(|n| n.pool == name).collect();
+        // The nodes as they are now (planned reimages whose time has come applied).
+        let mine: Vec<nodes::Node> = internals
+            .nodes
+            .iter()
+            .filter(|n| n.pool == name)
+            .map(|n| {
+                let mut n = n.clone();
+                n.settle(now);
+                n
+            })
+            .collect();
         let mut credentials: Vec<KubeletCredential> = Vec::new();
         for node in &mine {
-            let mut node = (*node).clone();
-            node.settle(now);
             if !credentials.contains(&node.kubelet) {
-                credentials.push(node.kubelet);
+                credentials.push(node.kubelet.clone());
             }
         }
         let mut kubelets = Vec::new();
         for credential in &credentials {
-            let count = mine
-                .iter()
-                .filter(|n| {
-                    let mut n = (**n).clone();
-                    n.settle(now);
-                    &n.kubelet == credential
-                })
-                .count();
+            let count = mine.iter().filter(|n| &n.kubelet == credential).count();
             let principal = principal_of(state, credential)?;
             let mut entry = json!({ "credential": credential, "nodes": count, "principalId": principal });
             if credential.kind == "ServicePrincipal" {

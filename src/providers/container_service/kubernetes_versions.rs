@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::upgrades_from;
 use crate::arm::{ArmRequest, ArmResult};
 use crate::fixtures;
-use crate::providers::managed_identity::user_assigned_identities::normalize_location;
+use crate::providers::resources::locations::normalize_location;
 use crate::state::AppState;
 
 /// `ManagedClusters_ListKubernetesVersions`.

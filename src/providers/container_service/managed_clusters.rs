@@ -30,9 +30,9 @@ use crate::clock::rfc3339;
 use crate::directory::ServicePrincipal;
 use crate::providers::authorization::{self as authz, role_assignments};
 use crate::providers::managed_identity::system_assigned_identities as sai;
-use crate::providers::managed_identity::user_assigned_identities::normalize_location;
-use crate::providers::resources::resource_groups;
+use crate::providers::resources::locations::required_location;
 use crate::providers::resources::subscriptions::Subscription;
+use crate::providers::resources::{generic_resources, resource_groups};
 use crate::state::AppState;
 use crate::store::{StoreError, Tx};
 
@@ -200,9 +200,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
     if !body["properties"].is_null() && !body["properties"].is_object() {
         return Err(ArmError::invalid_request_content("The property 'properties' must be an object."));
     }
-    let location = str_field(&body, "location")
-        .ok_or_else(|| arm_error!(LocationRequired, "The location property is required for this definition."))?;
-    let location = normalize_location(location, CLUSTER_TYPE)?;
+    let location = required_location(body["location"].as_str(), CLUSTER_TYPE)?;
     let sub: Subscription = state
         .db
         .get(&Subscription::key(&subscription))?
@@ -528,7 +526,7 @@ fn write_cluster(
         });
         if new_kubelet.is_some() || upgraded {
             let reason = if new_kubelet.is_some() { "kubelet identity change" } else { "Kubernetes version upgrade" };
-            let end = agent_pools::roll_pool(&mut internals, &cluster, &pool, start, new_kubelet.clone(), reason);
+            let end = agent_pools::roll_pool(&mut internals, &pool, start, new_kubelet.clone(), reason);
             due = due.max(end);
         }
     }
@@ -547,37 +545,16 @@ pub async fn get(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     crate::arm::json(StatusCode::OK, cluster)
 }
 
-fn is_cluster(value: &Value) -> bool {
-    value["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(CLUSTER_TYPE))
-}
-
 /// `ManagedClusters_ListByResourceGroup`.
 pub async fn list_by_resource_group(state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    let prefix = format!(
-        "res/subscriptions/{}/resourcegroups/{}/providers/microsoft.containerservice/managedclusters/",
-        req.param("subscriptionId").to_lowercase(),
-        req.param("resourceGroupName").to_lowercase()
-    );
-    let items: Vec<Value> = state
-        .db
-        .scan::<Value>(&prefix)?
-        .into_iter()
-        .filter(|(k, v)| !k[prefix.len()..].contains('/') && is_cluster(v))
-        .map(|(_, v)| v)
-        .collect();
+    let (subscription, group) = (req.param("subscriptionId"), req.param("resourceGroupName"));
+    let items = generic_resources::of_type_in_group(&state.db, subscription, group, CLUSTER_TYPE)?;
     crate::arm::json(StatusCode::OK, page(&req, items, "value")?)
 }
 
 /// `ManagedClusters_List` (the subscription).
 pub async fn list(state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    let base = format!("res/subscriptions/{}/resourcegroups/", req.param("subscriptionId").to_lowercase());
-    let items: Vec<Value> = state
-        .db
-        .scan::<Value>(&base)?
-        .into_iter()
-        .filter(|(k, v)| k[base.len()..].split('/').count() == 5 && is_cluster(v))
-        .map(|(_, v)| v)
-        .collect();
+    let items = generic_resources::of_type_in_subscription(&state.db, req.param("subscriptionId"), CLUSTER_TYPE)?;
     crate::arm::json(StatusCode::OK, page(&req, items, "value")?)
 }
 

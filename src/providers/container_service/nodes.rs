@@ -319,13 +319,10 @@ pub async fn get_machine(state: AppState, req: ArmRequest) -> ArmResult<Response
 
 /// The control API's view of a cluster's nodes (`GET /_armlet/clusters/{id}/nodes`).
 pub fn admin_list(state: &AppState, id: &str) -> Result<Value, ArmError> {
-    let tx = state.db.reader();
-    let cluster = load_cluster(&tx, id)?
-        .ok_or_else(|| crate::arm_error!(ResourceNotFound, "The managed cluster '{id}' was not found."))?;
-    let internals = ClusterInternals::load(&tx, id)?
+    // A cluster's internals exist exactly as long as the cluster does.
+    let internals = ClusterInternals::load(&state.db.reader(), id)?
         .ok_or_else(|| crate::arm_error!(ResourceNotFound, "The managed cluster '{id}' was not found."))?;
     let now = state.clock.now();
-    let _ = cluster;
     let nodes: Vec<Value> = internals.nodes.iter().map(|n| n.view(now)).collect();
     Ok(json!({ "time": crate::clock::rfc3339(now), "value": nodes }))
 }

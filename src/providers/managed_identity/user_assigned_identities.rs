@@ -11,15 +11,17 @@ use serde_json::{Value, json};
 
 use super::{client_secret_url, new_principal};
 use crate::arm::paging::page;
-use crate::arm::resource_id::{storage_key, storage_prefix_under};
+use crate::arm::resource_id::storage_key;
 use crate::arm::{ArmError, ArmRequest, ArmResult};
+use crate::arm_error;
 use crate::clock::rfc3339;
 use crate::directory::ServicePrincipal;
 use crate::providers::authorization::role_assignments;
+use crate::providers::resources::generic_resources;
+use crate::providers::resources::locations::required_location;
 use crate::providers::resources::subscriptions::Subscription;
 use crate::state::AppState;
 use crate::store::{StoreError, Tx};
-use crate::{arm_error, fixtures};
 use time::OffsetDateTime;
 
 pub const TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
@@ -41,18 +43,6 @@ fn validate_name(name: &str) -> ArmResult<()> {
         "Resource name '{name}' is invalid. The name can contain only letters, numbers, hyphens and underscores, must start with a letter or number, and must be between 3 and 128 characters long."
     )
     .with_target("resourceName"))
-}
-
-/// Resolves a location for a resource type as ARM does (display names normalised).
-pub fn normalize_location(location: &str, type_name: &str) -> ArmResult<String> {
-    fixtures::region(location).map(|r| r.name.clone()).ok_or_else(|| {
-        let names: Vec<&str> = fixtures::regions().iter().map(|r| r.display_name.as_str()).collect();
-        arm_error!(
-            LocationNotAvailableForResourceType,
-            "The provided location '{location}' is not available for resource type '{type_name}'. List of available regions for the resource type is '{}'.",
-            names.join(",").to_lowercase().replace(' ', "")
-        )
-    })
 }
 
 /// Whether `version` is at least `since` (api-versions compare as dates).
@@ -119,11 +109,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
     validate_name(&name)?;
     let body: Option<IdentityBody> = req.json()?;
     let body = body.ok_or_else(|| ArmError::invalid_request_content("The request content is empty."))?;
-    let location = body
-        .location
-        .filter(|l| !l.trim().is_empty())
-        .ok_or_else(|| arm_error!(LocationRequired, "The location property is required for this definition."))?;
-    let location = normalize_location(&location, TYPE)?;
+    let location = required_location(body.location.as_deref(), TYPE)?;
     let properties = body.properties.unwrap_or_default();
     if let Some(scope) = &properties.isolation_scope
         && scope != "None"
@@ -270,11 +256,7 @@ pub fn delete_in(tx: &mut Tx<'_>, id: &str, now: OffsetDateTime) -> Result<bool,
         principal.remove(tx);
         role_assignments::remove_for_principal(tx, &principal.id, now)?;
     }
-    for (key, _) in tx.scan::<Value>(&storage_prefix_under(&stored_id))? {
-        tx.delete(key);
-    }
-    tx.delete(storage_key(&stored_id));
-    Ok(true)
+    generic_resources::delete_with_children(tx, &stored_id)
 }
 
 /// Creates an identity on another resource provider's behalf (AKS's kubelet and add-on
@@ -322,41 +304,20 @@ pub fn create_for_provider(
     Ok(identity)
 }
 
-fn list_from(state: &AppState, req: &ArmRequest, prefix: &str) -> ArmResult<Response> {
-    let items: Vec<Value> = state
-        .db
-        .scan::<Value>(prefix)?
-        .into_iter()
-        .filter(|(_, v)| v["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(TYPE)))
-        .map(|(_, v)| render(state, req, &v))
-        .collect();
+fn rendered(state: &AppState, req: &ArmRequest, items: Vec<Value>) -> ArmResult<Response> {
+    let items: Vec<Value> = items.iter().map(|v| render(state, req, v)).collect();
     crate::arm::json(StatusCode::OK, page(req, items, "value")?)
 }
 
 /// `UserAssignedIdentities_ListByResourceGroup`.
 pub async fn list_by_resource_group(state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    let prefix = format!(
-        "res/subscriptions/{}/resourcegroups/{}/providers/microsoft.managedidentity/userassignedidentities/",
-        req.param("subscriptionId").to_lowercase(),
-        req.param("resourceGroupName").to_lowercase()
-    );
-    list_from(&state, &req, &prefix)
+    let (subscription, group) = (req.param("subscriptionId"), req.param("resourceGroupName"));
+    rendered(&state, &req, generic_resources::of_type_in_group(&state.db, subscription, group, TYPE)?)
 }
 
 /// `UserAssignedIdentities_ListBySubscription`.
 pub async fn list_by_subscription(state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    let base = format!("res/subscriptions/{}/resourcegroups/", req.param("subscriptionId").to_lowercase());
-    let items: Vec<Value> = state
-        .db
-        .scan::<Value>(&base)?
-        .into_iter()
-        .filter(|(k, v)| {
-            let parts: Vec<&str> = k[base.len()..].split('/').collect();
-            parts.len() == 5 && v["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(TYPE))
-        })
-        .map(|(_, v)| render(&state, &req, &v))
-        .collect();
-    crate::arm::json(StatusCode::OK, page(&req, items, "value")?)
+    rendered(&state, &req, generic_resources::of_type_in_subscription(&state.db, req.param("subscriptionId"), TYPE)?)
 }
 
 #[cfg(test)]

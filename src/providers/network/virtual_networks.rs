@@ -12,8 +12,8 @@ use crate::arm::paging::page;
 use crate::arm::resource_id::storage_key;
 use crate::arm::{ArmError, ArmRequest, ArmResult};
 use crate::arm_error;
-use crate::providers::managed_identity::user_assigned_identities::normalize_location;
-use crate::providers::resources::resource_groups;
+use crate::providers::resources::locations::required_location;
+use crate::providers::resources::{generic_resources, resource_groups};
 use crate::state::AppState;
 
 pub const TYPE: &str = "Microsoft.Network/virtualNetworks";
@@ -131,11 +131,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
     let body = body
         .filter(Value::is_object)
         .ok_or_else(|| ArmError::invalid_request_content("The request content must be a JSON object."))?;
-    let location = body["location"]
-        .as_str()
-        .filter(|l| !l.trim().is_empty())
-        .ok_or_else(|| arm_error!(LocationRequired, "The location property is required for this definition."))?;
-    let location = normalize_location(location, TYPE)?;
+    let location = required_location(body["location"].as_str(), TYPE)?;
     resource_groups::load(&state, &subscription, &group)?.ok_or_else(|| ArmError::resource_group_not_found(&group))?;
     let prefixes = body["properties"]["addressSpace"]["addressPrefixes"].as_array().cloned().unwrap_or_default();
     if prefixes.is_empty() || prefixes.iter().any(|p| p.as_str().and_then(parse_cidr).is_none()) {
@@ -209,52 +205,24 @@ pub async fn get(state: AppState, req: ArmRequest) -> ArmResult<Response> {
 /// `VirtualNetworks_Delete`: 200, or 204 when there was none.
 pub async fn delete(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let id = network_id(req.param("subscriptionId"), req.param("resourceGroupName"), req.param("virtualNetworkName"));
-    let existed = state
-        .db
-        .transact(|tx| -> ArmResult<bool> {
-            let Some(n) = tx.get::<Value>(&storage_key(&id))? else { return Ok(false) };
-            let stored = n["id"].as_str().unwrap_or(&id).to_owned();
-            for (key, _) in tx.scan::<Value>(&crate::arm::resource_id::storage_prefix_under(&stored))? {
-                tx.delete(key);
-            }
-            tx.delete(storage_key(&stored));
-            Ok(true)
-        })
-        .await?;
+    let existed = state.db.transact(|tx| generic_resources::delete_with_children(tx, &id)).await?;
     Ok(if existed { StatusCode::OK } else { StatusCode::NO_CONTENT }.into_response())
-}
-
-fn is_network(v: &Value) -> bool {
-    v["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(TYPE))
 }
 
 /// `VirtualNetworks_List` (a resource group).
 pub async fn list(state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    let prefix = format!(
-        "res/subscriptions/{}/resourcegroups/{}/providers/microsoft.network/virtualnetworks/",
-        req.param("subscriptionId").to_lowercase(),
-        req.param("resourceGroupName").to_lowercase()
-    );
-    let items: Vec<Value> = state
-        .db
-        .scan::<Value>(&prefix)?
-        .into_iter()
-        .filter(|(k, v)| !k[prefix.len()..].contains('/') && is_network(v))
-        .map(|(_, v)| v)
-        .collect();
+    let items = generic_resources::of_type_in_group(
+        &state.db,
+        req.param("subscriptionId"),
+        req.param("resourceGroupName"),
+        TYPE,
+    )?;
     crate::arm::json(StatusCode::OK, page(&req, items, "value")?)
 }
 
 /// `VirtualNetworks_ListAll` (the subscription).
 pub async fn list_all(state: AppState, req: ArmRequest) -> ArmResult<Response> {
-    let base = format!("res/subscriptions/{}/resourcegroups/", req.param("subscriptionId").to_lowercase());
-    let items: Vec<Value> = state
-        .db
-        .scan::<Value>(&base)?
-        .into_iter()
-        .filter(|(k, v)| k[base.len()..].split('/').count() == 5 && is_network(v))
-        .map(|(_, v)| v)
-        .collect();
+    let items = generic_resources::of_type_in_subscription(&state.db, req.param("subscriptionId"), TYPE)?;
     crate::arm::json(StatusCode::OK, page(&req, items, "value")?)
 }
 

@@ -7,14 +7,60 @@ use serde_json::{Value, json};
 
 use crate::arm::odata::{self, Clause};
 use crate::arm::paging::page;
+use crate::arm::resource_id::{storage_key, storage_prefix_under};
 use crate::arm::{ArmRequest, ArmResult};
 use crate::arm_error;
 use crate::state::AppState;
+use crate::store::{Db, StoreError, Tx};
 
 /// Whether the key suffix after `resourcegroups/` is `{rg}/providers/{ns}/{type}/{name}`.
 fn is_top_level(suffix: &str) -> bool {
     let parts: Vec<&str> = suffix.split('/').collect();
     parts.len() == 5 && parts[1] == "providers"
+}
+
+fn is_type(resource: &Value, type_name: &str) -> bool {
+    resource["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(type_name))
+}
+
+/// The stored top-level resources of one type in a resource group (what a provider's
+/// `ListByResourceGroup` answers).
+pub fn of_type_in_group(db: &Db, subscription: &str, group: &str, type_name: &str) -> Result<Vec<Value>, StoreError> {
+    let prefix = format!(
+        "res/subscriptions/{}/resourcegroups/{}/providers/{}/",
+        subscription.to_lowercase(),
+        group.to_lowercase(),
+        type_name.to_lowercase()
+    );
+    Ok(db
+        .scan::<Value>(&prefix)?
+        .into_iter()
+        .filter(|(k, v)| !k[prefix.len()..].contains('/') && is_type(v, type_name))
+        .map(|(_, v)| v)
+        .collect())
+}
+
+/// The stored top-level resources of one type in a subscription (a provider's `List`).
+pub fn of_type_in_subscription(db: &Db, subscription: &str, type_name: &str) -> Result<Vec<Value>, StoreError> {
+    let base = format!("res/subscriptions/{}/resourcegroups/", subscription.to_lowercase());
+    Ok(db
+        .scan::<Value>(&base)?
+        .into_iter()
+        .filter(|(k, v)| is_top_level(&k[base.len()..]) && is_type(v, type_name))
+        .map(|(_, v)| v)
+        .collect())
+}
+
+/// Deletes the resource `id` with everything stored under it (child and extension
+/// resources); false when there was none.
+pub fn delete_with_children(tx: &mut Tx<'_>, id: &str) -> Result<bool, StoreError> {
+    let Some(resource) = tx.get::<Value>(&storage_key(id))? else { return Ok(false) };
+    let stored = resource["id"].as_str().unwrap_or(id).to_owned();
+    for (key, _) in tx.scan::<Value>(&storage_prefix_under(&stored))? {
+        tx.delete(key);
+    }
+    tx.delete(storage_key(&stored));
+    Ok(true)
 }
 
 fn matches(resource: &Value, clauses: &[Clause]) -> bool {

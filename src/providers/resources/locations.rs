@@ -5,8 +5,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::arm::{ArmRequest, ArmResult};
-use crate::fixtures;
 use crate::state::AppState;
+use crate::{arm_error, fixtures};
 
 /// `GET /subscriptions/{subscriptionId}/locations`.
 pub async fn list_locations(_state: AppState, req: ArmRequest) -> ArmResult<Response> {
@@ -40,4 +40,24 @@ pub async fn list_locations(_state: AppState, req: ArmRequest) -> ArmResult<Resp
         .collect();
     // ARM answers locations in one page.
     crate::arm::json(StatusCode::OK, json!({ "value": items }))
+}
+
+/// Resolves a location for a resource type as ARM does (display names normalised).
+pub fn normalize_location(location: &str, type_name: &str) -> ArmResult<String> {
+    fixtures::region(location).map(|r| r.name.clone()).ok_or_else(|| {
+        let names: Vec<&str> = fixtures::regions().iter().map(|r| r.display_name.as_str()).collect();
+        arm_error!(
+            LocationNotAvailableForResourceType,
+            "The provided location '{location}' is not available for resource type '{type_name}'. List of available regions for the resource type is '{}'.",
+            names.join(",").to_lowercase().replace(' ', "")
+        )
+    })
+}
+
+/// A tracked resource's `location`: required (`LocationRequired`), then normalised.
+pub fn required_location(location: Option<&str>, type_name: &str) -> ArmResult<String> {
+    let location = location
+        .filter(|l| !l.trim().is_empty())
+        .ok_or_else(|| arm_error!(LocationRequired, "The location property is required for this definition."))?;
+    normalize_location(location, type_name)
 }
