@@ -85,3 +85,22 @@ def test_two_seeded_runs_give_identical_outputs(tmp_path):
     cluster = json.loads(first[3])
     assert cluster["identity"]["principalId"] and cluster["fqdn"].endswith(".hcp.westus2.azmk8s.io")
     assert json.loads(first[2])["password"], "secrets are reproducible too"
+
+
+def test_operation_timing_and_the_request_log_from_the_cli(tmp_path):
+    with running_armlet() as server:
+        env = env_for(server, tmp_path / "az")
+        az_login(env)
+        shown = json.loads(armlet_cli(server, "config", "set", "Microsoft.Resources/resourceGroups/delete=2polls"))
+        assert shown["operationTiming"] == [
+            {"kind": "Microsoft.Resources/resourceGroups/delete", "duration": "0ms", "polls": 2}
+        ]
+        az(env, "group", "create", "-n", "timed", "-l", "westus2")
+        az(env, "group", "delete", "-n", "timed", "--yes")
+        assert az(env, "group", "exists", "-n", "timed").stdout.strip() == "false"
+        # az polled the operation result twice (202) before it answered 200.
+        log = armlet_cli(server, "requests", "--limit", "20")
+        results = [line for line in log.splitlines() if "/operationresults/" in line]
+        assert [line.split()[1] for line in results] == ["202", "202", "200"], log
+        assert all("api-version=" in line and "caller=a1e70000-0000-4000-8000-000000000004" in line for line in results)
+        assert json.loads(armlet_cli(server, "config", "unset", "Microsoft.Resources/resourceGroups/delete"))["operationTiming"] == []
