@@ -16,6 +16,10 @@ use crate::store::StoreError;
 /// Completes every long-running operation whose simulated due time has come, in due order,
 /// and returns them. Called by the ticker, by status polls and after clock changes.
 pub async fn settle_operations(state: &AppState) -> Result<Vec<Operation>, StoreError> {
+    // One settler at a time. Two that read the same operation as due would both complete
+    // it, the second from a stale copy, undoing writes acknowledged in between (a resource
+    // group re-created once its deletion finished would be deleted again).
+    let _one_at_a_time = state.settling.lock().await;
     let mut settled = Vec::new();
     for op in lro::due(&state.db, state.clock.now())? {
         let done = if let Some(failure) = op.injected_failure.clone() {

@@ -143,6 +143,11 @@ impl Db {
         scan_decoded(self.store.as_ref(), prefix)
     }
 
+    /// A number that changes whenever a write is applied: what caches of stored data check.
+    pub fn generation(&self) -> u64 {
+        self.applied.load(Ordering::SeqCst)
+    }
+
     /// A read-only view through the transaction API, so that code reading inside and outside
     /// transactions is the same; anything written through it is discarded.
     pub fn reader(&self) -> Tx<'_> {
@@ -150,25 +155,27 @@ impl Db {
     }
 
     /// Runs `f` as a serialisable transaction, applies its writes atomically and returns once
-    /// they are durable. If `f` fails nothing is written.
+    /// they are durable, and so is everything it read: a transaction that writes nothing
+    /// (a repeated create, a delete of what is already gone) may answer from another's
+    /// batch that is applied but not yet flushed, and must not acknowledge it first. If `f`
+    /// fails nothing is written.
     pub async fn transact<R, E>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>) -> Result<R, E>
     where
         E: From<StoreError>,
     {
-        let (result, wrote) = {
+        let (result, seq) = {
             let _guard = self.write_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut tx = Tx { store: self.store.as_ref(), batch: Batch::default() };
             let result = f(&mut tx)?;
-            let wrote = !tx.batch.ops.is_empty();
-            if wrote {
+            if !tx.batch.ops.is_empty() {
                 self.store.apply(&tx.batch)?;
+                // Numbered under the lock, so any later transaction that can read this batch
+                // also sees its number.
+                self.applied.fetch_add(1, Ordering::SeqCst);
             }
-            (result, wrote)
+            (result, self.applied.load(Ordering::SeqCst))
         };
-        if wrote {
-            let seq = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
-            self.make_durable(seq).await?;
-        }
+        self.make_durable(seq).await?;
         Ok(result)
     }
 

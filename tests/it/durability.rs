@@ -1,150 +1,12 @@
 //! The real binary on a real data directory: every write armlet acknowledged survives
 //! `kill -9`, and so does the simulated clock.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::Duration as StdDuration;
-
-use armlet::cli::http::request_with_headers;
 use armlet::clock::{Clock, parse_rfc3339};
 use serde_json::Value;
 use time::Duration;
 
-use crate::common::{RG_API, client_id, client_secret, sub_id, tenant_id};
-
-/// A running `armlet serve`; killed (SIGKILL) and reaped when dropped.
-struct Server {
-    child: Child,
-    https: String,
-    http: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_armlet"));
-        command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--https-port", "0", "--http-port", "0", "--bind", "127.0.0.1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for var in [
-            "ARMLET_IN_MEMORY",
-            "ARMLET_TLS_CERT",
-            "ARMLET_TLS_KEY",
-            "ARMLET_SKIP_API_VERSION_CHECK",
-            "ARMLET_MAX_BODY_BYTES",
-        ] {
-            command.env_remove(var);
-        }
-        let mut child = command.spawn().expect("start armlet");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut stderr_pipe = child.stderr.take().expect("stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let stderr = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stderr_pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    stderr
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        let (tx, rx) = mpsc::channel();
-        // Keep draining stdout after the ready line so the server never writes to a full or
-        // closed pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("armlet ready: ") {
-                    let _ = tx.send(rest.to_owned());
-                }
-            }
-        });
-        let mut server = Self { child, https: String::new(), http: String::new(), stderr };
-        let ready = match rx.recv_timeout(StdDuration::from_secs(120)) {
-            Ok(line) => line,
-            Err(e) => panic!(
-                "armlet did not get ready ({e}); exit: {:?}; stderr:\n{}",
-                server.child.try_wait(),
-                server.stderr_text()
-            ),
-        };
-        for part in ready.split_whitespace() {
-            if let Some(url) = part.strip_prefix("https=") {
-                server.https = url.to_owned();
-            } else if let Some(url) = part.strip_prefix("http=") {
-                server.http = url.to_owned();
-            }
-        }
-        assert!(
-            server.https.starts_with("https://127.0.0.1:") && server.http.starts_with("http://127.0.0.1:"),
-            "ready line: {ready}"
-        );
-        server
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
-    }
-
-    /// `kill -9` and reap.
-    fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL armlet");
-        let status = self.child.wait().expect("reap armlet");
-        assert!(!status.success(), "armlet was killed, not stopped: {status}");
-    }
-}
-
-async fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Result<(u16, Value), String> {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| vec![("Authorization", a)]).unwrap_or_default();
-    let (status, text) =
-        tokio::time::timeout(StdDuration::from_secs(60), request_with_headers(method, url, &headers, body))
-            .await
-            .map_err(|_| format!("{method} {url} timed out"))??;
-    let value = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).map_err(|e| format!("{method} {url}: {e}: {text}"))?
-    };
-    Ok((status, value))
-}
-
-/// A token from the server's own v2 endpoint (over plain HTTP) for `audience`.
-async fn token(server: &Server, audience: &str) -> String {
-    let form = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id()),
-            ("client_secret", client_secret()),
-            ("scope", &format!("{audience}/.default")),
-        ])
-        .finish();
-    let url = format!("{}/{}/oauth2/v2.0/token", server.http, tenant_id());
-    let (status, body) = call("POST", &url, None, Some(&form)).await.expect("token request");
-    assert_eq!(status, 200, "token endpoint: {body}");
-    body["access_token"].as_str().unwrap_or_else(|| panic!("no access_token: {body}")).to_owned()
-}
+use crate::common::server::{Server, call, token};
+use crate::common::{RG_API, sub_id};
 
 fn group_url(server: &Server, name: &str) -> String {
     format!("{}/subscriptions/{}/resourcegroups/{name}?api-version={RG_API}", server.http, sub_id())
@@ -213,10 +75,12 @@ async fn acknowledged_writes_and_the_clock_survive_kill_9() {
     for round in 1..=3usize {
         let server = Server::start(&data_dir);
         assert!(data_dir.join("db").exists(), "the store is on disk");
-        assert!(data_dir.join("keys").join("signing-key.pem").exists());
 
         // Everything acknowledged before every earlier kill is still there.
         let port_token = token(&server, &server.https).await;
+        // The key is generated in the background on a first start; by the time it signed a
+        // token it is on disk, so later rounds' tokens stay valid.
+        assert!(data_dir.join("keys").join("signing-key.pem").exists());
         let token_for_all = match &long_lived {
             Some(t) => t.clone(),
             None => {

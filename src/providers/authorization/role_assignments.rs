@@ -153,6 +153,16 @@ pub async fn create(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let assignment = state
         .db
         .transact(|tx| -> ArmResult<Value> {
+            // Checked again where the assignment is written: a principal deleted since the
+            // lookup above took its assignments with it, and this one must not outlive it.
+            if ServicePrincipal::find_by_id_in(tx, &principal_id)?.is_none() {
+                return Err(principal_not_found(&principal_id, &tenant));
+            }
+            if let Some(parts) = crate::arm::resource_id::parse_scope(&scope)
+                && let (Some(subscription), Some(group)) = (&parts.subscription, &parts.resource_group)
+            {
+                crate::providers::resources::resource_groups::require_in(tx, subscription, group)?;
+            }
             let existing: Option<Value> = tx.get(&storage_key(&id))?;
             for other in all(tx)? {
                 let p = &other["properties"];

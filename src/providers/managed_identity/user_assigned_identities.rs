@@ -131,6 +131,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
     let (created, identity) = state
         .db
         .transact(|tx| -> ArmResult<(bool, Value)> {
+            crate::providers::resources::resource_groups::require_in(tx, &subscription, &group)?;
             let existing: Option<Value> = tx.get(&storage_key(&id))?;
             let (principal_id, client_id, tenant_id, created_at) = match &existing {
                 Some(existing) => {

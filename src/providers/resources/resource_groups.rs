@@ -17,7 +17,7 @@ use crate::arm::{ArmError, ArmRequest, ArmResult};
 use crate::directory::ServicePrincipal;
 use crate::providers::authorization::role_assignments;
 use crate::state::AppState;
-use crate::store::StoreError;
+use crate::store::{StoreError, Tx};
 use crate::{arm_error, fixtures};
 
 /// The operation kind that deletes a group.
@@ -33,6 +33,16 @@ pub fn group_id(subscription: &str, group: &str) -> String {
 /// The stored group, if it exists.
 pub fn load(state: &AppState, subscription: &str, group: &str) -> Result<Option<Value>, StoreError> {
     state.db.get(&storage_key(&group_id(subscription, group)))
+}
+
+/// For a write's transaction: the group still exists. The request's scope was checked
+/// before the transaction, and a deletion that finished in between would leave what the
+/// write makes orphaned under a group that is gone.
+pub fn require_in(tx: &Tx<'_>, subscription: &str, group: &str) -> ArmResult<()> {
+    match tx.get::<Value>(&storage_key(&group_id(subscription, group)))? {
+        Some(_) => Ok(()),
+        None => Err(ArmError::resource_group_not_found(group)),
+    }
 }
 
 fn provisioning_state(group: &Value) -> &str {

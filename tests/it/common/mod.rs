@@ -20,6 +20,8 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use tower::ServiceExt;
 
+pub mod server;
+
 /// The api-version of Microsoft.Resources resource groups, providers and generic resources.
 pub const RG_API: &str = "2024-11-01";
 /// The api-version of subscriptions, tenants and locations.
