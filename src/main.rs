@@ -247,6 +247,28 @@ struct ServeArgs {
     /// Simulated time a new principal stays unknown to role assignments without principalType.
     #[arg(long, env = "ARMLET_PRINCIPAL_REPLICATION_LAG", default_value = "5s", value_parser = duration)]
     principal_replication_lag: time::Duration,
+    /// Wall time a TLS handshake or a request's headers may take (also how long an idle
+    /// keep-alive connection stays open); 0s: no limit.
+    #[arg(long, env = "ARMLET_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = wall_duration)]
+    header_read_timeout: std::time::Duration,
+    /// Wall time a request's body may take to arrive after its headers (then 408); 0s: no limit.
+    #[arg(long, env = "ARMLET_REQUEST_TIMEOUT", default_value = "30s", value_parser = wall_duration)]
+    request_timeout: std::time::Duration,
+    /// Largest request line plus headers accepted, in bytes (larger gets 431); at least 8192.
+    #[arg(long, env = "ARMLET_MAX_HEADER_BYTES", default_value_t = armlet::server::DEFAULT_MAX_HEADER_BYTES, value_parser = header_bytes)]
+    max_header_bytes: usize,
+}
+
+fn wall_duration(s: &str) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from(armlet::clock::parse_duration(s)?).map_err(|_| format!("'{s}' is negative"))
+}
+
+fn header_bytes(s: &str) -> Result<usize, String> {
+    let n: usize = s.trim().parse().map_err(|_| format!("'{s}' is not a number of bytes"))?;
+    if n < armlet::server::MIN_HEADER_BYTES {
+        return Err(format!("'{s}' is below the minimum of {} bytes", armlet::server::MIN_HEADER_BYTES));
+    }
+    Ok(n)
 }
 
 fn duration(s: &str) -> Result<time::Duration, String> {
@@ -281,6 +303,9 @@ impl From<ServeArgs> for ServeOptions {
             clock_step: a.clock_step,
             operation_timing: a.operation_timing,
             control_token: a.control_token,
+            header_read_timeout: a.header_read_timeout,
+            request_timeout: a.request_timeout,
+            max_header_bytes: a.max_header_bytes,
         }
     }
 }

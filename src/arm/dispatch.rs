@@ -130,6 +130,7 @@ impl<S> RouteTable<S> {
         path: &[String],
         knows_namespace: &dyn Fn(&str) -> bool,
     ) -> ArmResult<Resolved<'_, S>> {
+        super::resource_id::check_segments(path)?;
         let mut path_matched = false;
         let mut get_for_head = None;
         for route in &self.routes {

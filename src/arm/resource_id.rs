@@ -4,6 +4,8 @@
 
 use percent_encoding::percent_decode_str;
 
+use super::error::{ArmError, ArmResult, ErrorCode};
+
 /// The storage/comparison form of a resource id or scope: lower-cased, one leading slash,
 /// no trailing slash.
 pub fn key(id: &str) -> String {
@@ -24,6 +26,40 @@ pub fn storage_prefix_under(id: &str) -> String {
 /// Splits a request path into percent-decoded segments; empty segments (from `//`) are dropped.
 pub fn segments(path: &str) -> Vec<String> {
     path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect()
+}
+
+/// What is wrong with one decoded path segment, if anything. A segment may not hold a `/` or
+/// `\` (an encoded `%2F` or `%5C` would otherwise smuggle a second segment into a name, and
+/// ids are stored and compared as strings, so `rg%2Fproviders%2F...` named another resource
+/// while RBAC and routing saw a resource group), control characters (NUL included), or bytes
+/// that are not UTF-8; and `.` and `..` (raw or encoded) are refused rather than resolved, so
+/// an id means exactly what it spells.
+pub fn segment_problem(segment: &str) -> Option<&'static str> {
+    if segment == "." || segment == ".." {
+        Some("'.' and '..' segments are not allowed")
+    } else if segment.contains('/') {
+        Some("a segment may not contain an encoded '/'")
+    } else if segment.contains('\\') {
+        Some("a segment may not contain '\\'")
+    } else if segment.chars().any(char::is_control) {
+        Some("a segment may not contain control characters")
+    } else if segment.contains(char::REPLACEMENT_CHARACTER) {
+        Some("a segment must be percent-encoded UTF-8")
+    } else {
+        None
+    }
+}
+
+/// Refuses a request path (as [`segments`] decoded it) with a segment [`segment_problem`]
+/// finds fault with: 400 `InvalidResourceId`, before anything is looked up or written.
+pub fn check_segments(path: &[String]) -> ArmResult<()> {
+    match path.iter().find_map(|s| segment_problem(s).map(|why| (s, why))) {
+        None => Ok(()),
+        Some((segment, why)) => Err(ArmError::new(
+            ErrorCode::InvalidResourceId,
+            format!("The resource id is invalid at the segment '{}': {why}.", segment.escape_debug()),
+        )),
+    }
 }
 
 /// The parts of a resource id or scope that ARM itself resolves.
@@ -79,6 +115,39 @@ mod tests {
     fn segments_are_decoded_and_double_slashes_dropped() {
         assert_eq!(segments("//metadata/endpoints"), vec!["metadata", "endpoints"]);
         assert_eq!(segments("/a%20b/c"), vec!["a b", "c"]);
+    }
+
+    #[test]
+    fn smuggled_separators_dot_segments_and_control_characters_are_refused() {
+        for (path, bad) in [
+            ("/subscriptions/s/resourcegroups/b%2Fproviders%2FNS%2Ft%2Fx", "b/providers/NS/t/x"),
+            ("/subscriptions/s/resourcegroups/a%5Cb", "a\\\\b"),
+            ("/subscriptions/s/resourcegroups/a\\b", "a\\\\b"),
+            ("/subscriptions/s/resourcegroups/a/../b", ".."),
+            ("/subscriptions/s/resourcegroups/%2E%2E", ".."),
+            ("/subscriptions/s/resourcegroups/.%2e", ".."),
+            ("/subscriptions/s/./resourcegroups/b", "."),
+            ("/subscriptions/s/resourcegroups/nul%00", r"nul\0"),
+            ("/subscriptions/s/resourcegroups/nl%0Ax", r"nl\nx"),
+            ("/subscriptions/s/resourcegroups/del%7F", r"del\u{7f}"),
+            ("/subscriptions/s/resourcegroups/%FF%FE", "\u{fffd}\u{fffd}"),
+        ] {
+            let segs = segments(path);
+            let err = check_segments(&segs).expect_err(path);
+            assert_eq!(err.code.as_str(), "InvalidResourceId", "{path}");
+            assert_eq!(err.status.as_u16(), 400, "{path}");
+            assert!(err.message.contains(&format!("'{bad}'")), "{path}: {}", err.message);
+        }
+        for fine in [
+            "/subscriptions/s/resourcegroups/my(rg).v1",
+            "/subscriptions/s/resourcegroups/%C3%A9t%C3%A9",
+            "/subscriptions/s/resourcegroups/a%20b",
+            "/subscriptions/s/resourcegroups/...",
+            "/subscriptions/s/resourcegroups/.hidden",
+            "//subscriptions//s/",
+        ] {
+            assert!(check_segments(&segments(fine)).is_ok(), "{fine}");
+        }
     }
 
     #[test]
