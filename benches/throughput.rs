@@ -85,7 +85,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Requests per second and latency percentiles for `CONNECTIONS` connections running
 /// `request(i)` for `SCENARIO`.
-async fn load<F>(addr: SocketAddr, token: &str, request: F) -> (f64, Duration, Duration)
+async fn load<F>(addr: SocketAddr, token: &str, request: F) -> Figures
 where
     F: Fn(usize) -> (&'static str, String, String) + Send + Sync + 'static,
 {
@@ -124,39 +124,41 @@ where
 
 // ---- the bare servers ----
 
-fn sample_json(name: &str) -> Value {
-    json!({
-        "id": format!("/subscriptions/{SUB}/resourceGroups/bench/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"),
-        "name": name,
-        "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
-        "location": "westus2",
-        "tags": {},
-        "properties": {
-            "tenantId": "a1e70000-0000-4000-8000-000000000001",
-            "principalId": "0b4f8a2c-2f43-4c9d-9a52-1b2b1f7a6f11",
-            "clientId": "6d7f0e1c-9f3b-4d0e-8c41-7a3e2b9c5d22",
-            "isolationScope": "None",
-            "clientSecretUrl": "https://127.0.0.1:8443/msi/credentials?tid=a1e70000-0000-4000-8000-000000000001&oid=0b4f8a2c&aid=6d7f0e1c",
-        },
-        "systemData": { "createdAt": "2026-11-29T06:00:00.0000000Z", "createdBy": "a1e70000-0000-4000-8000-000000000003" },
-    })
-}
-
+/// What a bare server answers: the JSON armlet answered for the same request, captured once.
 #[derive(Clone)]
 struct Bare {
+    identity: Arc<Value>,
+    identities: Arc<Value>,
+    cluster: Arc<Value>,
+    clusters: Arc<Value>,
     sled: Option<sled::Db>,
 }
 
-async fn bare_get(Path(name): Path<String>) -> axum::Json<Value> {
-    axum::Json(sample_json(&name))
+fn named(template: &Value, name: &str) -> Value {
+    let mut value = template.clone();
+    value["name"] = Value::String(name.to_owned());
+    value
 }
 
-async fn bare_put(State(bare): State<Bare>, Path(name): Path<String>, body: axum::body::Bytes) -> axum::Json<Value> {
-    let value = sample_json(&name);
+async fn bare_get(State(bare): State<Bare>, Path((kind, name)): Path<(String, String)>) -> axum::Json<Value> {
+    axum::Json(named(if kind == "cluster" { &bare.cluster } else { &bare.identity }, &name))
+}
+
+async fn bare_list(State(bare): State<Bare>, Path(kind): Path<String>) -> axum::Json<Value> {
+    axum::Json(if kind == "cluster" { bare.clusters.as_ref().clone() } else { bare.identities.as_ref().clone() })
+}
+
+/// Parses the body, answers the template; with sled, inserts it and flushes before answering.
+async fn bare_put(
+    State(bare): State<Bare>,
+    Path((kind, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> axum::Json<Value> {
+    let _request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let value = named(if kind == "cluster" { &bare.cluster } else { &bare.identity }, &name);
     if let Some(db) = &bare.sled {
         let db = db.clone();
         let bytes = serde_json::to_vec(&value).unwrap_or_default();
-        let _ = body;
         tokio::task::spawn_blocking(move || {
             db.insert(name.as_bytes(), bytes).expect("sled insert");
             db.flush().expect("sled flush");
@@ -167,8 +169,11 @@ async fn bare_put(State(bare): State<Bare>, Path(name): Path<String>, body: axum
     axum::Json(value)
 }
 
-async fn start_bare(sled: Option<sled::Db>) -> SocketAddr {
-    let app = Router::new().route("/bare/{name}", get(bare_get).put(bare_put)).with_state(Bare { sled });
+async fn start_bare(bare: Bare) -> SocketAddr {
+    let app = Router::new()
+        .route("/bare/{kind}", get(bare_list))
+        .route("/bare/{kind}/{name}", get(bare_get).put(bare_put))
+        .with_state(bare);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("bare server") });
@@ -241,27 +246,70 @@ async fn token(http: SocketAddr) -> String {
     }
 }
 
-fn identity_path(name: &str) -> String {
-    format!(
-        "/subscriptions/{SUB}/resourceGroups/bench/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}?api-version=2024-11-30"
-    )
+fn group_path() -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/bench")
 }
 
-/// Creates `count` identities (`id0`, `id1`, …) through armlet's API.
-async fn populate(http: SocketAddr, token: &str, count: usize) {
-    let next = Arc::new(AtomicUsize::new(0));
+fn identity_path(name: &str) -> String {
+    format!("{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}?api-version=2024-11-30", group_path())
+}
+
+fn identities_path() -> String {
+    format!("{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities?api-version=2024-11-30", group_path())
+}
+
+fn cluster_path(name: &str) -> String {
+    format!("{}/providers/Microsoft.ContainerService/managedClusters/{name}?api-version=2026-06-01", group_path())
+}
+
+fn clusters_path() -> String {
+    format!("{}/providers/Microsoft.ContainerService/managedClusters?api-version=2026-06-01", group_path())
+}
+
+const IDENTITY_BODY: &str = r#"{"location":"westus2"}"#;
+
+/// What `az aks create -g bench -n NAME` sends (system-assigned identity, one system pool).
+fn cluster_body(name: &str) -> String {
+    json!({
+        "location": "westus2",
+        "identity": { "type": "SystemAssigned" },
+        "properties": {
+            "dnsPrefix": name,
+            "agentPoolProfiles": [{ "name": "nodepool1", "count": 3, "mode": "System", "osType": "Linux" }],
+        },
+    })
+    .to_string()
+}
+
+/// Creates `count` resources (`pop-0`, `pop-1`, …) through armlet's API: identities, or
+/// clusters when `clusters`.
+async fn populate(http: SocketAddr, token: &str, count: usize, clusters: bool) {
+    populate_with(http, token, 0..count, clusters).await
+}
+
+/// Creates identities `pop-{i}` for each `i` in `range`.
+async fn populate_range(http: SocketAddr, token: &str, range: std::ops::Range<usize>) {
+    populate_with(http, token, range, false).await
+}
+
+async fn populate_with(http: SocketAddr, token: &str, range: std::ops::Range<usize>, clusters: bool) {
+    let next = Arc::new(AtomicUsize::new(range.start));
     let mut tasks = Vec::new();
     for _ in 0..CONNECTIONS {
-        let (next, token) = (next.clone(), token.to_owned());
+        let (next, token, end) = (next.clone(), token.to_owned(), range.end);
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(http).await;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
+                if i >= end {
                     break;
                 }
-                let (status, _) =
-                    conn.send("PUT", &identity_path(&format!("pop-{i}")), &token, r#"{"location":"westus2"}"#).await;
+                let name = format!("pop-{i}");
+                let (status, _) = if clusters {
+                    conn.send("PUT", &cluster_path(&name), &token, &cluster_body(&name)).await
+                } else {
+                    conn.send("PUT", &identity_path(&name), &token, IDENTITY_BODY).await
+                };
                 assert!(status < 300, "populate answered {status}");
             }
         }));
@@ -271,9 +319,33 @@ async fn populate(http: SocketAddr, token: &str, count: usize) {
     }
 }
 
-fn row(name: &str, (rps, p50, p99): (f64, Duration, Duration), baseline: Option<f64>) -> String {
-    let ratio = baseline.map_or("".to_owned(), |b| format!("{:.2}×", rps / b));
-    format!("| {name} | {rps:.0} | {:.2} | {:.2} | {ratio} |\n", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3)
+type Figures = (f64, Duration, Duration);
+
+fn row(name: &str, (rps, p50, p99): Figures, (bare_rps, bare_p50, bare_p99): Figures) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "| {name} | {rps:.0} | {:.2} | {:.2} | {bare_rps:.0} | {:.2} | {:.2} | {:.2}× |\n",
+        ms(p50),
+        ms(p99),
+        ms(bare_p50),
+        ms(bare_p99),
+        rps / bare_rps
+    )
+}
+async fn get_json(http: SocketAddr, token: &str, path: &str) -> Value {
+    let (status, body) = Conn::open(http).await.send("GET", path, token, "").await;
+    assert_eq!(status, 200, "GET {path}");
+    serde_json::from_slice(&body).expect("JSON")
+}
+
+async fn put_group(http: SocketAddr, token: &str) {
+    let path = format!("{}?api-version=2024-11-01", group_path());
+    let (status, _) = Conn::open(http).await.send("PUT", &path, token, r#"{"location":"westus2"}"#).await;
+    assert!(status < 300, "PUT {path} answered {status}");
+}
+
+fn mb(kb: u64) -> String {
+    format!("{} MB", kb / 1024)
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -282,91 +354,121 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let mut out =
-        String::from("| scenario | req/s | p50 ms | p99 ms | ratio to the bare server |\n|---|---|---|---|---|\n");
 
-    let bare = start_bare(None).await;
-    let bare_get_r = load(bare, "", |_| ("GET", "/bare/x".to_owned(), String::new())).await;
-    let bare_put_r = load(bare, "", |i| ("PUT", format!("/bare/n{i}"), r#"{"location":"westus2"}"#.to_owned())).await;
-    let sled_dir = tempfile::tempdir().expect("tempdir");
-    let bare_sled = start_bare(Some(sled::open(sled_dir.path()).expect("sled"))).await;
-    let bare_sled_put =
-        load(bare_sled, "", |i| ("PUT", format!("/bare/n{i}"), r#"{"location":"westus2"}"#.to_owned())).await;
-    out += &row("bare axum GET (in memory)", bare_get_r, None);
-    out += &row("bare axum PUT (in memory)", bare_put_r, None);
-    out += &row("bare axum PUT (sled insert + flush)", bare_sled_put, None);
-
-    // armlet in memory.
+    // armlet in memory, with 100 identities and 100 clusters in one group.
     let armlet = start_armlet(None);
+    let startup_memory = armlet.startup;
     let http = armlet.http;
     let token = token(http).await;
-    let mut conn = Conn::open(http).await;
-    let (status, _) = conn
-        .send(
-            "PUT",
-            &format!("/subscriptions/{SUB}/resourcegroups/bench?api-version=2024-11-01"),
-            &token,
-            r#"{"location":"westus2"}"#,
-        )
-        .await;
-    assert!(status < 300);
-    populate(http, &token, 100).await;
-    let get_r = load(http, &token, |i| ("GET", identity_path(&format!("pop-{}", i % 100)), String::new())).await;
-    let list_r = load(http, &token, |_| {
-        (
-            "GET",
-            format!("/subscriptions/{SUB}/resourceGroups/bench/providers/Microsoft.ManagedIdentity/userAssignedIdentities?api-version=2024-11-30"),
-            String::new(),
-        )
+    put_group(http, &token).await;
+    populate(http, &token, 100, false).await;
+    populate(http, &token, 100, true).await;
+    let bare = Bare {
+        identity: Arc::new(get_json(http, &token, &identity_path("pop-0")).await),
+        identities: Arc::new(get_json(http, &token, &identities_path()).await),
+        cluster: Arc::new(get_json(http, &token, &cluster_path("pop-0")).await),
+        clusters: Arc::new(get_json(http, &token, &clusters_path()).await),
+        sled: None,
+    };
+    assert_eq!(bare.identities["value"].as_array().map(Vec::len), Some(100));
+    assert_eq!(bare.clusters["value"].as_array().map(Vec::len), Some(100));
+
+    let get_identity = load(http, &token, |i| ("GET", identity_path(&format!("pop-{}", i % 100)), String::new())).await;
+    let list_identities = load(http, &token, |_| ("GET", identities_path(), String::new())).await;
+    let get_cluster = load(http, &token, |i| ("GET", cluster_path(&format!("pop-{}", i % 100)), String::new())).await;
+    let list_clusters = load(http, &token, |_| ("GET", clusters_path(), String::new())).await;
+    let put_identity =
+        load(http, &token, |i| ("PUT", identity_path(&format!("put-{i}")), IDENTITY_BODY.to_owned())).await;
+    let put_cluster = load(http, &token, |i| {
+        let name = format!("put-{i}");
+        ("PUT", cluster_path(&name), cluster_body(&name))
     })
     .await;
-    let put_r =
-        load(http, &token, |i| ("PUT", identity_path(&format!("put-{i}")), r#"{"location":"westus2"}"#.to_owned()))
-            .await;
-    out += &row("armlet GET identity (bearer + RBAC, in memory)", get_r, Some(bare_get_r.0));
-    out += &row("armlet LIST 100 identities (in memory)", list_r, Some(bare_get_r.0));
-    out += &row("armlet PUT identity (in memory)", put_r, Some(bare_put_r.0));
-    let startup_memory = armlet.startup;
     drop(armlet);
 
-    // armlet durable: every acknowledged PUT flushed (group commit).
+    // The bare servers, answering the JSON armlet answered.
+    let bare_memory = start_bare(bare.clone()).await;
+    let b_get_identity =
+        load(bare_memory, "", |i| ("GET", format!("/bare/identity/pop-{}", i % 100), String::new())).await;
+    let b_list_identities = load(bare_memory, "", |_| ("GET", "/bare/identity".to_owned(), String::new())).await;
+    let b_get_cluster =
+        load(bare_memory, "", |i| ("GET", format!("/bare/cluster/pop-{}", i % 100), String::new())).await;
+    let b_list_clusters = load(bare_memory, "", |_| ("GET", "/bare/cluster".to_owned(), String::new())).await;
+    let b_put_identity =
+        load(bare_memory, "", |i| ("PUT", format!("/bare/identity/put-{i}"), IDENTITY_BODY.to_owned())).await;
+    let b_put_cluster = load(bare_memory, "", |i| ("PUT", format!("/bare/cluster/put-{i}"), cluster_body("x"))).await;
+    let sled_dir = tempfile::tempdir().expect("tempdir");
+    let bare_sled = start_bare(Bare { sled: Some(sled::open(sled_dir.path()).expect("sled")), ..bare }).await;
+    let b_durable_identity =
+        load(bare_sled, "", |i| ("PUT", format!("/bare/identity/dur-{i}"), IDENTITY_BODY.to_owned())).await;
+    let b_durable_cluster = load(bare_sled, "", |i| ("PUT", format!("/bare/cluster/dur-{i}"), cluster_body("x"))).await;
+
+    // armlet on a data directory: every acknowledged PUT flushed (group commit).
     let dir = tempfile::tempdir().expect("tempdir");
     let durable = start_armlet(Some(dir.path()));
+    let startup_empty_dir = durable.startup;
     let token = self::token(durable.http).await;
-    let mut conn = Conn::open(durable.http).await;
-    conn.send(
-        "PUT",
-        &format!("/subscriptions/{SUB}/resourcegroups/bench?api-version=2024-11-01"),
-        &token,
-        r#"{"location":"westus2"}"#,
-    )
-    .await;
-    let durable_put = load(durable.http, &token, |i| {
-        ("PUT", identity_path(&format!("dur-{i}")), r#"{"location":"westus2"}"#.to_owned())
+    put_group(durable.http, &token).await;
+    let durable_identity =
+        load(durable.http, &token, |i| ("PUT", identity_path(&format!("dur-{i}")), IDENTITY_BODY.to_owned())).await;
+    let durable_cluster = load(durable.http, &token, |i| {
+        let name = format!("dur-{i}");
+        ("PUT", cluster_path(&name), cluster_body(&name))
     })
     .await;
-    out += &row("armlet PUT identity (sled, flushed)", durable_put, Some(bare_sled_put.0));
-    let startup_durable_empty = durable.startup;
     drop(durable);
 
-    // Memory and startup with 10k resources.
-    let armlet = start_armlet(Some(dir.path()));
-    let token = self::token(armlet.http).await;
-    populate(armlet.http, &token, 10_000).await;
-    let rss_10k = rss_kb(armlet.child.id());
-    drop(armlet);
-    let restarted = start_armlet(Some(dir.path()));
-    let startup_10k = restarted.startup;
-    let rss_10k_after_restart = rss_kb(restarted.child.id());
-    drop(restarted);
-
-    out += &format!(
-        "\n| measure | value |\n|---|---|\n| startup to ready, in memory | {:.0} ms |\n| startup to ready, empty data dir | {:.0} ms |\n| startup to ready, data dir with 10k+ resources | {:.0} ms |\n| RSS with 10k+ identities (after creating them) | {} MB |\n| RSS after a restart on them | {} MB |\n",
-        startup_memory.as_secs_f64() * 1e3,
-        startup_durable_empty.as_secs_f64() * 1e3,
-        startup_10k.as_secs_f64() * 1e3,
-        rss_10k / 1024,
-        rss_10k_after_restart / 1024,
+    let mut out = String::from(
+        "| scenario | armlet req/s | p50 ms | p99 ms | bare req/s | p50 ms | p99 ms | ratio |\n|---|---|---|---|---|---|---|---|\n",
     );
+    for (name, armlet, bare) in [
+        ("GET identity", get_identity, b_get_identity),
+        ("LIST 100 identities", list_identities, b_list_identities),
+        ("PUT identity (in memory)", put_identity, b_put_identity),
+        ("PUT identity (durable: flushed)", durable_identity, b_durable_identity),
+        ("GET cluster", get_cluster, b_get_cluster),
+        ("LIST 100 clusters", list_clusters, b_list_clusters),
+        ("PUT cluster (in memory)", put_cluster, b_put_cluster),
+        ("PUT cluster (durable: flushed)", durable_cluster, b_durable_cluster),
+    ] {
+        out += &row(name, armlet, bare);
+    }
+
+    // Startup and memory with 10k and 100k identities on a data directory.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sizes = Vec::new();
+    let mut populated = 0;
+    for count in [10_000, 100_000] {
+        let armlet = start_armlet(Some(dir.path()));
+        let token = self::token(armlet.http).await;
+        if populated == 0 {
+            put_group(armlet.http, &token).await;
+        }
+        populate_range(armlet.http, &token, populated..count).await;
+        populated = count;
+        let rss_created = rss_kb(armlet.child.id());
+        drop(armlet);
+        let restarted = start_armlet(Some(dir.path()));
+        let startup = restarted.startup;
+        let token = self::token(restarted.http).await;
+        let (status, _) = Conn::open(restarted.http).await.send("GET", &identity_path("pop-0"), &token, "").await;
+        assert_eq!(status, 200);
+        let rss_restarted = rss_kb(restarted.child.id());
+        drop(restarted);
+        sizes.push((count, startup, rss_created, rss_restarted));
+    }
+    out += &format!(
+        "\n| measure | value |\n|---|---|\n| startup to ready, in memory | {:.0} ms |\n| startup to ready, empty data dir | {:.0} ms |\n",
+        startup_memory.as_secs_f64() * 1e3,
+        startup_empty_dir.as_secs_f64() * 1e3,
+    );
+    for (count, startup, created, restarted) in sizes {
+        out += &format!(
+            "| startup to ready, data dir with {count} identities | {:.0} ms |\n| RSS with {count} identities, right after creating them | {} |\n| RSS with {count} identities, after a restart and one GET | {} |\n",
+            startup.as_secs_f64() * 1e3,
+            mb(created),
+            mb(restarted),
+        );
+    }
     print!("{out}");
 }

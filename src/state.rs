@@ -130,6 +130,10 @@ pub struct AppState {
     pub requests: Arc<RecentLog>,
     pub events: Arc<RecentLog>,
     pub faults: Arc<crate::arm::faults::Faults>,
+    /// Held while due long-running operations are settled (the ticker, status polls and
+    /// clock changes all settle): see `providers::settle_operations`.
+    pub settling: Arc<tokio::sync::Mutex<()>>,
+    pub grant_cache: Arc<crate::providers::authorization::GrantCache>,
 }
 
 impl AppState {
@@ -150,6 +154,8 @@ impl AppState {
             requests: Arc::new(RecentLog::default()),
             events: Arc::new(RecentLog::default()),
             faults: Arc::new(crate::arm::faults::Faults::default()),
+            settling: Arc::new(tokio::sync::Mutex::new(())),
+            grant_cache: Arc::default(),
         }
     }
 

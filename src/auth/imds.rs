@@ -38,7 +38,7 @@ pub const APP_SERVICE_PATH: &str = "/msi/token";
 /// The secret App Service callers send in `X-IDENTITY-HEADER` (`IDENTITY_HEADER`): fixed for
 /// this armlet instance (derived from its signing key) and published by `GET /_armlet/info`.
 pub fn identity_header(state: &AppState) -> String {
-    let digest = Sha256::digest(format!("armlet identity header:{}", state.key.kid).as_bytes());
+    let digest = Sha256::digest(format!("armlet identity header:{}", state.key.kid()).as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 

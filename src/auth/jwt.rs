@@ -60,13 +60,13 @@ pub enum TokenError {
 }
 
 pub fn sign(claims: &Claims, key: &SigningKey) -> String {
-    let header = json!({ "typ": "JWT", "alg": "RS256", "kid": key.kid, "x5t": key.kid });
+    let header = json!({ "typ": "JWT", "alg": "RS256", "kid": key.kid(), "x5t": key.kid() });
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default())
     );
-    let signer = RsaSigner::<Sha256>::new(key.private.clone());
+    let signer = RsaSigner::<Sha256>::new(key.private().clone());
     let signature = signer.sign(signing_input.as_bytes());
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
 }
@@ -74,6 +74,11 @@ pub fn sign(claims: &Claims, key: &SigningKey) -> String {
 /// Verifies signature and lifetime (`now` in unix seconds, with 5 minutes of leeway as Entra
 /// allows). Audience and tenant are the caller's business.
 pub fn verify(token: &str, key: &SigningKey, now: i64) -> Result<Claims, TokenError> {
+    // Clients send the same token on every request: its signature and claims are checked
+    // once, its lifetime every time.
+    if let Some(claims) = key.verified_claims(token) {
+        return within_lifetime(claims, now);
+    }
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -88,25 +93,29 @@ pub fn verify(token: &str, key: &SigningKey, now: i64) -> Result<Claims, TokenEr
     if alg != "RS256" {
         return Err(TokenError::UnsupportedAlgorithm(alg.to_owned()));
     }
-    if !key.already_verified(token) {
-        let signature_bytes = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
-        let signature = Signature::try_from(signature_bytes.as_slice()).map_err(|_| TokenError::BadSignature)?;
-        let signing_input = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
-        VerifyingKey::<Sha256>::new(key.public.clone())
-            .verify(signing_input.as_bytes(), &signature)
-            .map_err(|_| TokenError::BadSignature)?;
-        key.remember_verified(token);
-    }
+    let signature_bytes = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
+    let signature = Signature::try_from(signature_bytes.as_slice()).map_err(|_| TokenError::BadSignature)?;
+    let signing_input = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
+    VerifyingKey::<Sha256>::new(key.public().clone())
+        .verify(signing_input.as_bytes(), &signature)
+        .map_err(|_| TokenError::BadSignature)?;
     let claims: Claims = URL_SAFE_NO_PAD
         .decode(payload)
         .ok()
         .and_then(|p| serde_json::from_slice(&p).ok())
         .ok_or(TokenError::Malformed)?;
+    key.remember_verified(token, &claims);
+    within_lifetime(claims, now)
+}
+
+/// `claims` if the token is valid at `now`.
+fn within_lifetime(claims: Claims, now: i64) -> Result<Claims, TokenError> {
     const LEEWAY: i64 = 300;
-    if claims.exp + LEEWAY < now {
+    // Saturating: a lifetime at the end of the number line is judged, not overflowed.
+    if claims.exp.saturating_add(LEEWAY) < now {
         return Err(TokenError::Expired { exp: claims.exp });
     }
-    if claims.nbf - LEEWAY > now {
+    if claims.nbf.saturating_sub(LEEWAY) > now {
         return Err(TokenError::NotYetValid { nbf: claims.nbf });
     }
     Ok(claims)

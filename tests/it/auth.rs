@@ -348,7 +348,7 @@ async fn issued_tokens_carry_entra_claims() {
     let header = jwt_segment(token, 0);
     assert_eq!(header["alg"], "RS256");
     assert_eq!(header["typ"], "JWT");
-    assert_eq!(header["kid"], key().kid);
+    assert_eq!(header["kid"], key().kid());
 
     let claims = jwt_segment(token, 1);
     assert_eq!(claims["aud"], AUDIENCE);

@@ -5,6 +5,9 @@
 pub mod role_assignments;
 pub mod role_definitions;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use axum::response::IntoResponse;
 use serde_json::Value;
 use time::Duration;
@@ -40,8 +43,21 @@ pub fn grant_of(state: &AppState, assignment: &Value, deleted_on: Option<time::O
     })
 }
 
-/// Every grant (live or recently deleted) at `scope` and above.
-pub fn grants_at(state: &AppState, scope: &str) -> Result<Vec<Grant>, StoreError> {
+/// Every grant (live or recently deleted) at `scope` and above, from the cache while the
+/// store has not changed: every ARM request asks, and reading and decoding the assignments
+/// at each ancestor scope was the largest part of a GET.
+pub fn grants_at(state: &AppState, scope: &str) -> Result<Arc<Vec<Grant>>, StoreError> {
+    // Read before the store, so a write landing meanwhile can only make the entry stale.
+    let generation = state.db.generation();
+    if let Some(grants) = state.grant_cache.get(generation, scope) {
+        return Ok(grants);
+    }
+    let grants = Arc::new(read_grants_at(state, scope)?);
+    state.grant_cache.put(generation, scope, Arc::clone(&grants));
+    Ok(grants)
+}
+
+fn read_grants_at(state: &AppState, scope: &str) -> Result<Vec<Grant>, StoreError> {
     let mut grants = Vec::new();
     for ancestor in rbac::ancestors(scope) {
         for (_, assignment) in state.db.scan::<Value>(&assignments_prefix(&ancestor))? {
@@ -56,6 +72,39 @@ pub fn grants_at(state: &AppState, scope: &str) -> Result<Vec<Grant>, StoreError
         }
     }
     Ok(grants)
+}
+
+/// [`grants_at`]'s answers by scope, for one generation of the store.
+#[derive(Default)]
+pub struct GrantCache {
+    entries: Mutex<CachedGrants>,
+}
+
+/// A store generation and the grants read at each scope during it.
+type CachedGrants = (u64, HashMap<String, Arc<Vec<Grant>>>);
+
+impl GrantCache {
+    /// How many scopes are kept (then it starts over).
+    const CAPACITY: usize = 4096;
+
+    fn get(&self, generation: u64, scope: &str) -> Option<Arc<Vec<Grant>>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.0 != generation {
+            return None;
+        }
+        entries.1.get(scope).cloned()
+    }
+
+    fn put(&self, generation: u64, scope: &str, grants: Arc<Vec<Grant>>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.0 > generation {
+            return;
+        }
+        if entries.0 < generation || entries.1.len() >= Self::CAPACITY {
+            *entries = (generation, HashMap::new());
+        }
+        entries.1.insert(scope.to_owned(), grants);
+    }
 }
 
 /// Decides, now, whether `principal` may do `action` at `scope`.
@@ -240,12 +289,12 @@ pub async fn list_permissions(state: AppState, req: crate::arm::ArmRequest) -> A
     let scope = req.param("scope").to_owned();
     let now = state.clock.now();
     let items: Vec<Value> = grants_at(&state, &scope)?
-        .into_iter()
+        .iter()
         .filter(|g| {
             g.principal_id.eq_ignore_ascii_case(&req.caller.object_id)
                 && g.is_effective(now, state.settings.propagation_delay)
         })
-        .flat_map(|g| g.permissions.into_iter())
+        .flat_map(|g| g.permissions.iter())
         .map(|p| serde_json::to_value(p).unwrap_or_default())
         .collect();
     crate::arm::json(axum::http::StatusCode::OK, serde_json::json!({ "value": items }))

@@ -44,8 +44,14 @@ fn custom_key(guid: &str) -> String {
     format!("roledef/{}", guid.to_lowercase())
 }
 
-fn builtin() -> impl Iterator<Item = RoleDefinition> {
-    fixtures::role_definitions().iter().map(|r| RoleDefinition {
+/// The built-in roles, made once: every RBAC decision looks its grants' roles up here.
+fn builtin() -> &'static [RoleDefinition] {
+    static BUILTIN: std::sync::OnceLock<Vec<RoleDefinition>> = std::sync::OnceLock::new();
+    BUILTIN.get_or_init(|| fixtures::role_definitions().iter().map(builtin_role).collect())
+}
+
+fn builtin_role(r: &fixtures::RoleDefinitionFixture) -> RoleDefinition {
+    RoleDefinition {
         name: r.name.clone(),
         role_name: r.role_name.clone(),
         description: r.description.clone(),
@@ -55,20 +61,20 @@ fn builtin() -> impl Iterator<Item = RoleDefinition> {
         created_on: Some("2015-02-02T21:55:09.8806423Z".into()),
         updated_on: Some("2024-01-01T00:00:00.0000000Z".into()),
         created_by: None,
-    })
+    }
 }
 
 impl RoleDefinition {
     /// A role by GUID.
     pub fn find(state: &AppState, guid: &str) -> Result<Option<Self>, StoreError> {
-        if let Some(role) = builtin().find(|r| r.name.eq_ignore_ascii_case(guid)) {
+        if let Some(role) = builtin().iter().find(|r| r.name.eq_ignore_ascii_case(guid)).cloned() {
             return Ok(Some(role));
         }
         state.db.get(&custom_key(guid))
     }
 
     fn all(state: &AppState) -> Result<Vec<Self>, StoreError> {
-        let mut roles: Vec<Self> = builtin().collect();
+        let mut roles: Vec<Self> = builtin().to_vec();
         roles.extend(state.db.scan::<Self>("roledef/")?.into_iter().map(|(_, r)| r));
         Ok(roles)
     }
@@ -180,7 +186,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
             "The role definition ID '{guid}' is not valid. It must be a GUID."
         ));
     }
-    if builtin().any(|r| r.name == guid) {
+    if builtin().iter().any(|r| r.name == guid) {
         return Err(arm_error!(RoleDefinitionWithSameNameExists, "The built-in role '{guid}' cannot be changed."));
     }
     let body: Option<RoleBody> = req.json()?;
@@ -202,7 +208,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
                 .scan::<RoleDefinition>("roledef/")?
                 .into_iter()
                 .any(|(_, r)| r.name != guid && r.role_name.eq_ignore_ascii_case(&role_name));
-            if clash || builtin().any(|r| r.role_name.eq_ignore_ascii_case(&role_name)) {
+            if clash || builtin().iter().any(|r| r.role_name.eq_ignore_ascii_case(&role_name)) {
                 return Err(arm_error!(
                     RoleDefinitionWithSameNameExists,
                     "A custom role with the same name '{role_name}' already exists in this directory."
@@ -229,7 +235,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
 /// `RoleDefinitions_Delete`: 200 with the deleted role, 204 if there was none.
 pub async fn delete(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let guid = req.param("roleDefinitionId").to_lowercase();
-    if builtin().any(|r| r.name == guid) {
+    if builtin().iter().any(|r| r.name == guid) {
         return Err(arm_error!(BadRequest, "Built-in role definitions cannot be deleted."));
     }
     let scope = req.param("scope").to_owned();
