@@ -23,7 +23,9 @@ pub mod tls;
 
 pub use state::{AppState, Settings};
 
-/// The armlet service for `state`.
+/// The armlet service for `state`. Request bodies are read before anything answers (see
+/// [`arm::extract::read_body_first`]).
 pub fn app(state: AppState) -> axum::Router {
-    router::router(state)
+    let limit = state.settings.max_body_bytes.max(arm::extract::DEFAULT_BODY_LIMIT);
+    router::router(state).layer(axum::middleware::from_fn_with_state(limit, arm::extract::read_body_first))
 }

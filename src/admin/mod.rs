@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::arm::extract::ArmJson;
+use crate::arm::extract::{ArmJson, ArmQuery};
 use crate::arm::lro;
 use crate::arm::{ArmError, ArmResult};
 use crate::arm_error;
@@ -69,10 +69,7 @@ pub struct ExplainQuery {
 
 /// `GET /_armlet/explain?principal=…&action=…&scope=…`: whether RBAC allows it now, the
 /// assignment that grants it, or the pending assignments and the roles that would.
-pub async fn explain(
-    State(state): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<ExplainQuery>,
-) -> ArmResult<Json<Value>> {
+pub async fn explain(State(state): State<AppState>, ArmQuery(q): ArmQuery<ExplainQuery>) -> ArmResult<Json<Value>> {
     Ok(Json(crate::providers::authorization::explain(&state, &q.principal, &q.action, &q.scope)?))
 }
 
@@ -231,13 +228,26 @@ pub struct ImportQuery {
 }
 
 /// The key spaces a state document may hold (see `crate::store`).
-const KEY_SPACES: &[&str] = &["res/", "sub/", "tenant/", "dir/", "op/", "oppending/", "meta/", "roledef/", "ratomb/"];
+const KEY_SPACES: &[&str] = &[
+    "res/",
+    "sub/",
+    "tenant/",
+    "dir/",
+    "op/",
+    "oppending/",
+    "meta/",
+    "roledef/",
+    "ratomb/",
+    "aks/",
+    "nodeimage/",
+    "config/",
+];
 
 /// `PUT /_armlet/state[?dryRun=true]`: replaces everything with an exported document, in one
 /// atomic write. A document that does not validate changes nothing.
 pub async fn state_import(
     State(state): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<ImportQuery>,
+    ArmQuery(q): ArmQuery<ImportQuery>,
     ArmJson(doc): ArmJson<Value>,
 ) -> ArmResult<Json<Value>> {
     if doc["armletState"].as_u64() != Some(STATE_VERSION) {
@@ -404,10 +414,7 @@ pub struct RequestsQuery {
 
 /// `GET /_armlet/requests[?limit=N]`: what clients sent lately (method, path, query, status,
 /// request ids, user agent), oldest first; the last 1000 are kept.
-pub async fn requests(
-    State(state): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<RequestsQuery>,
-) -> Json<Value> {
+pub async fn requests(State(state): State<AppState>, ArmQuery(q): ArmQuery<RequestsQuery>) -> Json<Value> {
     let limit = q.limit.unwrap_or(100).min(crate::state::RecentLog::CAPACITY);
     Json(json!({ "value": state.requests.recent(limit) }))
 }
@@ -415,10 +422,7 @@ pub async fn requests(
 /// `GET /_armlet/events[?limit=N]`: what is due on the simulated clock (long-running
 /// operations, credential rotations, role assignments taking or losing effect, secrets
 /// expiring), soonest first, and what fired lately.
-pub async fn events(
-    State(state): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<RequestsQuery>,
-) -> ArmResult<Json<Value>> {
+pub async fn events(State(state): State<AppState>, ArmQuery(q): ArmQuery<RequestsQuery>) -> ArmResult<Json<Value>> {
     let now = state.clock.now();
     let mut pending: Vec<(OffsetDateTime, Value)> = Vec::new();
     let mut push = |due: OffsetDateTime, kind: &str, subject: &str| {
@@ -508,7 +512,7 @@ pub struct NodeImagesQuery {
 /// the newest image per OS SKU there.
 pub async fn node_images_list(
     State(state): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<NodeImagesQuery>,
+    ArmQuery(q): ArmQuery<NodeImagesQuery>,
 ) -> ArmResult<Json<Value>> {
     use crate::providers::container_service::node_images::Catalog;
     let now = state.clock.now();

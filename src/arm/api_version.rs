@@ -24,12 +24,14 @@ struct TypeVersions {
 
 /// Whether `v` has ARM's shape: `YYYY-MM-DD` with an optional `-preview`-like suffix.
 pub fn is_well_formed(v: &str) -> bool {
-    let (date, suffix) = v.split_at(v.len().min(10));
-    let bytes = date.as_bytes();
-    let date_ok = bytes.len() == 10
-        && bytes.iter().enumerate().all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
+    // Bytes, not chars: a non-ASCII api-version must not split inside a character.
+    let (date, suffix) = v.as_bytes().split_at(v.len().min(10));
+    let date_ok = date.len() == 10
+        && date.iter().enumerate().all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
     let suffix_ok = suffix.is_empty()
-        || ["-preview", "-alpha", "-beta", "-rc", "-privatepreview"].iter().any(|s| suffix.eq_ignore_ascii_case(s));
+        || ["-preview", "-alpha", "-beta", "-rc", "-privatepreview"]
+            .iter()
+            .any(|s| suffix.eq_ignore_ascii_case(s.as_bytes()));
     date_ok && suffix_ok
 }
 

@@ -1,8 +1,13 @@
 //! Request bodies. Bad JSON and wrong types become ARM's InvalidRequestContent, and bodies
 //! over the limit ARM's 413, instead of axum's plain-text rejections.
 
-use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request};
+use axum::body::{Body, Bytes, HttpBody as _};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Version, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
 use super::error::{ArmError, ArmResult};
@@ -44,6 +49,56 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ArmJson<T> {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req.into_body(), DEFAULT_BODY_LIMIT).await?;
         parse_json(&bytes).map(ArmJson)
+    }
+}
+
+/// A query string for the fixed routes (`/_armlet`), with ARM-shaped rejections (axum's
+/// `Query` answers a plain-text 400).
+pub struct ArmQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ArmQuery<T> {
+    type Rejection = ArmError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(value)| ArmQuery(value))
+            .map_err(|e| arm_error!(BadRequest, "The query string is invalid: {}.", e.body_text()))
+    }
+}
+
+/// Reads a request's whole body (up to `limit`) before the application answers, as a
+/// middleware around it. An answer given before the body was read (a bad token, an unknown
+/// api-version or route, a 405) would otherwise leave the body unread, and hyper then closes
+/// the connection behind that answer without saying `Connection: close`: a client that
+/// reuses the connection (requests, so az and the Azure SDK for Python) has its next request
+/// fail. A body over `limit` (or one that fails to arrive) is not read further: the handler
+/// reading it still gets the error (a 413 for the limit) and the answer says
+/// `Connection: close`.
+pub async fn read_body_first(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
+        Err(e) => {
+            // A body that fails as this one did when the handler reads it: with a real
+            // `LengthLimitError` (which axum's extractors turn into 413 too), or the message.
+            let failing = Limited::new(Full::new(Bytes::from_static(b" ")), 0);
+            let failing = if e.is::<LengthLimitError>() {
+                Body::new(failing)
+            } else {
+                let message = e.to_string();
+                Body::new(failing.map_err(move |_| message.clone()))
+            };
+            // (HTTP/2 has no `Connection` header; its streams are independent.)
+            let http1 = parts.version < Version::HTTP_2;
+            let mut response = next.run(Request::from_parts(parts, failing)).await;
+            if http1 {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
     }
 }
 
