@@ -144,6 +144,7 @@ impl AppState {
                 registry.add(&provider.namespace, &rt.resource_type, &rt.api_versions, provider.arm_owned);
             }
         }
+        let grant_cache = Arc::new(crate::providers::authorization::GrantCache::new(&db));
         Self {
             db: Arc::new(db),
             clock: Arc::new(clock),
@@ -155,7 +156,7 @@ impl AppState {
             events: Arc::new(RecentLog::default()),
             faults: Arc::new(crate::arm::faults::Faults::default()),
             settling: Arc::new(tokio::sync::Mutex::new(())),
-            grant_cache: Arc::default(),
+            grant_cache,
         }
     }
 

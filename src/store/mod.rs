@@ -41,6 +41,27 @@ pub enum Op {
     Delete(String),
 }
 
+impl Op {
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Put(key, _) | Op::Delete(key) => key,
+        }
+    }
+}
+
+/// Counts the applied batches that wrote a key it watches (see [`Db::watch`]). A cache reads
+/// the count before it reads the store and trusts what it kept only while the count holds.
+pub struct Watch {
+    matches: fn(&str) -> bool,
+    generation: AtomicU64,
+}
+
+impl Watch {
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
 /// Changes applied together or not at all.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
@@ -114,6 +135,8 @@ pub struct Db {
     write_lock: std::sync::Mutex<()>,
     /// Sequence number of the last applied batch.
     applied: AtomicU64,
+    /// What [`Db::watch`] handed out.
+    watches: std::sync::RwLock<Vec<Arc<Watch>>>,
     /// Sequence number known to be on disk; holding the lock means "I am flushing".
     flushed: tokio::sync::Mutex<u64>,
     durable: bool,
@@ -125,6 +148,7 @@ impl Db {
             store,
             write_lock: std::sync::Mutex::new(()),
             applied: AtomicU64::new(0),
+            watches: Default::default(),
             flushed: tokio::sync::Mutex::new(0),
             durable,
         }
@@ -143,9 +167,11 @@ impl Db {
         scan_decoded(self.store.as_ref(), prefix)
     }
 
-    /// A number that changes whenever a write is applied: what caches of stored data check.
-    pub fn generation(&self) -> u64 {
-        self.applied.load(Ordering::SeqCst)
+    /// A counter of the writes to keys `matches` accepts, for a cache of what they hold.
+    pub fn watch(&self, matches: fn(&str) -> bool) -> Arc<Watch> {
+        let watch = Arc::new(Watch { matches, generation: AtomicU64::new(0) });
+        self.watches.write().unwrap_or_else(std::sync::PoisonError::into_inner).push(Arc::clone(&watch));
+        watch
     }
 
     /// A read-only view through the transaction API, so that code reading inside and outside
@@ -172,6 +198,11 @@ impl Db {
                 // Numbered under the lock, so any later transaction that can read this batch
                 // also sees its number.
                 self.applied.fetch_add(1, Ordering::SeqCst);
+                for watch in self.watches.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+                    if tx.batch.ops.iter().any(|op| (watch.matches)(op.key())) {
+                        watch.generation.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
             }
             (result, self.applied.load(Ordering::SeqCst))
         };

@@ -48,7 +48,7 @@ pub fn grant_of(state: &AppState, assignment: &Value, deleted_on: Option<time::O
 /// at each ancestor scope was the largest part of a GET.
 pub fn grants_at(state: &AppState, scope: &str) -> Result<Arc<Vec<Grant>>, StoreError> {
     // Read before the store, so a write landing meanwhile can only make the entry stale.
-    let generation = state.db.generation();
+    let generation = state.grant_cache.writes.generation();
     if let Some(grants) = state.grant_cache.get(generation, scope) {
         return Ok(grants);
     }
@@ -74,18 +74,22 @@ fn read_grants_at(state: &AppState, scope: &str) -> Result<Vec<Grant>, StoreErro
     Ok(grants)
 }
 
-/// [`grants_at`]'s answers by scope, for one generation of the store.
-#[derive(Default)]
+/// [`grants_at`]'s answers by scope, kept until role assignments or definitions change.
 pub struct GrantCache {
+    writes: Arc<crate::store::Watch>,
     entries: Mutex<CachedGrants>,
 }
 
-/// A store generation and the grants read at each scope during it.
+/// A generation of the role data and the grants read at each scope during it.
 type CachedGrants = (u64, HashMap<String, Arc<Vec<Grant>>>);
 
 impl GrantCache {
     /// How many scopes are kept (then it starts over).
     const CAPACITY: usize = 4096;
+
+    pub fn new(db: &crate::store::Db) -> Self {
+        Self { writes: db.watch(is_role_data), entries: Mutex::default() }
+    }
 
     fn get(&self, generation: u64, scope: &str) -> Option<Arc<Vec<Grant>>> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -105,6 +109,14 @@ impl GrantCache {
         }
         entries.1.insert(scope.to_owned(), grants);
     }
+}
+
+/// Whether a stored key holds a role assignment, a deleted one's tombstone or a custom role:
+/// everything [`grants_at`] reads.
+fn is_role_data(key: &str) -> bool {
+    key.contains("/providers/microsoft.authorization/roleassignments/")
+        || key.starts_with("ratomb/")
+        || key.starts_with("roledef/")
 }
 
 /// Decides, now, whether `principal` may do `action` at `scope`.
