@@ -7,11 +7,6 @@ use clap::{Args, Parser, Subcommand};
 
 use armlet::server::{ServeOptions, serve};
 
-/// mimalloc, not the system allocator: a request allocates many small JSON values on
-/// whichever worker thread runs it, and glibc's malloc cost a tenth of armlet's time.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A local Azure Resource Manager emulator for AKS and managed identities.
 #[derive(Parser)]
 #[command(name = "armlet", version, args_conflicts_with_subcommands = true)]

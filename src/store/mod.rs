@@ -235,3 +235,37 @@ impl Db {
         self.store.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_watch_counts_only_the_writes_it_watches() {
+        let db = Db::memory();
+        let roles = db.watch(|key| key.starts_with("role/"));
+        let before = roles.generation();
+        db.transact(|tx| tx.put("other/a", &1)).await.unwrap();
+        assert_eq!(roles.generation(), before, "an unrelated write leaves the watch alone");
+        db.transact(|tx| tx.put("role/a", &1)).await.unwrap();
+        let after_put = roles.generation();
+        assert!(after_put > before);
+        db.transact(|tx| -> Result<(), StoreError> {
+            tx.delete("role/a");
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert!(roles.generation() > after_put, "a delete counts too");
+        let after_delete = roles.generation();
+        let failed: Result<(), StoreError> = db
+            .transact(|tx| {
+                tx.put("role/b", &1)?;
+                Err(StoreError::Io("refused".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(db.get::<i32>("role/b").unwrap(), None);
+        assert_eq!(roles.generation(), after_delete, "a transaction that failed wrote nothing");
+    }
+}
