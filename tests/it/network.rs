@@ -173,3 +173,45 @@ async fn a_cluster_in_a_subnet_waits_for_the_control_planes_network_grant() {
         .await;
     assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "InvalidParameter");
 }
+
+/// Microsoft.Network's naming rule holds for virtual networks, subnets and the subnets a
+/// network's body names, and a refused name creates nothing.
+#[tokio::test]
+async fn network_and_subnet_names_follow_the_naming_rule() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    app.put_group(&token, "net-names", "westus2").await;
+    let vnet = |name: &str| {
+        format!(
+            "/subscriptions/{}/resourceGroups/net-names/providers/Microsoft.Network/virtualNetworks/{name}?api-version=2025-07-01",
+            sub_id()
+        )
+    };
+    let body =
+        json!({ "location": "westus2", "properties": { "addressSpace": { "addressPrefixes": ["10.0.0.0/16"] } } });
+    for bad in ["v", "-vnet", "vnet.", &"v".repeat(65)] {
+        let (status, _, raw) = app.send(Method::PUT, &vnet(bad), Some(&token), Some(body.clone())).await;
+        assert_arm_error(status, &raw, StatusCode::BAD_REQUEST, "InvalidResourceName");
+        let (status, _) = app.get(&vnet(bad), &token).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{bad} was not created");
+    }
+    let mut with_bad_subnet = body.clone();
+    with_bad_subnet["properties"]["subnets"] =
+        json!([{ "name": "bad.", "properties": { "addressPrefix": "10.0.1.0/24" } }]);
+    let (status, _, raw) = app.send(Method::PUT, &vnet("vnet-ok"), Some(&token), Some(with_bad_subnet)).await;
+    assert_arm_error(status, &raw, StatusCode::BAD_REQUEST, "InvalidResourceName");
+    let (status, _, _) = app.send(Method::PUT, &vnet("vnet-ok"), Some(&token), Some(body)).await;
+    assert!(status.is_success());
+    let subnet = |name: &str| {
+        format!(
+            "/subscriptions/{}/resourceGroups/net-names/providers/Microsoft.Network/virtualNetworks/vnet-ok/subnets/{name}?api-version=2024-07-01",
+            sub_id()
+        )
+    };
+    let subnet_body = json!({ "properties": { "addressPrefix": "10.0.2.0/24" } });
+    let (status, _, raw) =
+        app.send(Method::PUT, &subnet(&"s".repeat(81)), Some(&token), Some(subnet_body.clone())).await;
+    assert_arm_error(status, &raw, StatusCode::BAD_REQUEST, "InvalidResourceName");
+    let (status, _, _) = app.send(Method::PUT, &subnet(&"s".repeat(80)), Some(&token), Some(subnet_body)).await;
+    assert!(status.is_success(), "80 characters is the limit, not beyond it");
+}

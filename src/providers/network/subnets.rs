@@ -40,6 +40,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
         req.param("virtualNetworkName").to_owned(),
         req.param("subnetName").to_owned(),
     );
+    super::validate_name(&name, 1, 80)?;
     let body: Option<Value> = req.json()?;
     let mut body = body
         .filter(Value::is_object)

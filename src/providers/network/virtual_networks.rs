@@ -69,6 +69,7 @@ pub fn complete_subnet(network: &Value, subnet: &Value, network_id: &str, siblin
     let name = subnet["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
         arm_error!(InvalidRequestFormat, "Each subnet needs a name.").with_target("properties.subnets.name")
     })?;
+    super::validate_name(name, 1, 80)?;
     let network_name = network["name"].as_str().unwrap_or_default();
     let props = &subnet["properties"];
     let prefix_text = props["addressPrefix"]
@@ -124,9 +125,7 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
         req.param("resourceGroupName").to_owned(),
         req.param("virtualNetworkName").to_owned(),
     );
-    if name.is_empty() || name.len() > 64 {
-        return Err(arm_error!(InvalidResourceName, "Resource name {name} is invalid."));
-    }
+    super::validate_name(&name, 2, 64)?;
     let body: Option<Value> = req.json()?;
     let body = body
         .filter(Value::is_object)
