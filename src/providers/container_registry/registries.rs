@@ -111,6 +111,8 @@ pub async fn create(state: AppState, req: ArmRequest) -> ArmResult<Response> {
     let (created, registry) = state
         .db
         .transact(|tx| -> ArmResult<(bool, Value)> {
+            // Again inside the write: the group may have been deleted since the check above.
+            resource_groups::require_in(tx, &subscription, &group)?;
             let existing: Option<Value> = tx.get(&storage_key(&id))?;
             if existing.is_none() && name_taken(tx, &name, &id)? {
                 return Err(arm_error!(

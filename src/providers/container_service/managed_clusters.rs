@@ -211,6 +211,8 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
     let written = state
         .db
         .transact(|tx| {
+            // Again inside the write: the group may have been deleted since the check above.
+            resource_groups::require_in(tx, &subscription, &group)?;
             write_cluster(&state, &req, tx, &body, &sub, (&subscription, &group, &name, &id, &location), now)
         })
         .await?;

@@ -89,6 +89,14 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
     let (created, credential) = state
         .db
         .transact(|tx| -> ArmResult<(bool, Value)> {
+            // Again inside the write: the identity may have been deleted since it was read.
+            if tx.get::<Value>(&storage_key(&parent_id))?.is_none() {
+                return Err(ArmError::resource_not_found(
+                    IDENTITY_TYPE,
+                    identity["name"].as_str().unwrap_or_default(),
+                    req.param("resourceGroupName"),
+                ));
+            }
             let existing: Option<Value> = tx.get(&storage_key(&id))?;
             if existing.is_none() {
                 let count = tx.scan::<Value>(&storage_prefix_under(&parent_id))?.len();

@@ -144,6 +144,8 @@ pub async fn create_or_update(state: AppState, req: ArmRequest) -> ArmResult<Res
     let (created, network) = state
         .db
         .transact(|tx| -> ArmResult<(bool, Value)> {
+            // Again inside the write: the group may have been deleted since the check above.
+            resource_groups::require_in(tx, &subscription, &group)?;
             let existing: Option<Value> = tx.get(&storage_key(&id))?;
             let mut props = body["properties"].as_object().cloned().unwrap_or_default();
             props.insert("provisioningState".into(), json!("Succeeded"));
