@@ -18,6 +18,8 @@ use crate::providers::managed_identity::credentials::MiCredential;
 use crate::state::AppState;
 use time::OffsetDateTime;
 
+mod state_document;
+
 pub const CLOCK_KEY: &str = "meta/clock";
 
 /// `GET /_armlet/info`: endpoints, default tenant, subscription and credentials, the CA, and
@@ -227,24 +229,9 @@ pub struct ImportQuery {
     dry_run: bool,
 }
 
-/// The key spaces a state document may hold (see `crate::store`).
-const KEY_SPACES: &[&str] = &[
-    "res/",
-    "sub/",
-    "tenant/",
-    "dir/",
-    "op/",
-    "oppending/",
-    "meta/",
-    "roledef/",
-    "ratomb/",
-    "aks/",
-    "nodeimage/",
-    "config/",
-];
-
 /// `PUT /_armlet/state[?dryRun=true]`: replaces everything with an exported document, in one
-/// atomic write. A document that does not validate changes nothing.
+/// atomic write. A document that does not validate (every entry must hold what armlet stores
+/// under its key: see `state_document.rs`) changes nothing.
 pub async fn state_import(
     State(state): State<AppState>,
     ArmQuery(q): ArmQuery<ImportQuery>,
@@ -259,8 +246,12 @@ pub async fn state_import(
     let entries = doc["entries"]
         .as_object()
         .ok_or_else(|| arm_error!(InvalidRequestContent, "The state document has no 'entries' object."))?;
-    if let Some(bad) = entries.keys().find(|k| !KEY_SPACES.iter().any(|space| k.starts_with(space))) {
-        return Err(arm_error!(InvalidRequestContent, "The state document has an unknown key '{bad}'."));
+    // Every entry is checked before anything is written (a dry run too), so a document
+    // that would leave an unreadable value behind changes nothing.
+    for (key, value) in entries {
+        state_document::check(key, value).map_err(|reason| {
+            arm_error!(InvalidRequestContent, "The state document's entry '{key}' cannot be imported: {reason}.")
+        })?;
     }
     let clock = match entries.get(CLOCK_KEY) {
         Some(v) => Some(

@@ -166,3 +166,194 @@ async fn an_oversized_body_is_413_and_closes_the_connection() {
     let (status, missing) = app.get(&group_uri("big"), &token).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
 }
+
+/// A state with something in every key space armlet stores: a group, a user-assigned identity
+/// with a role assignment (and a deleted one, still fading), a custom role, an AKS cluster,
+/// a Graph application with its service principal, a published node image and operation
+/// timing.
+async fn rich_state(app: &TestApp, token: &str) {
+    app.put_group(token, "rich", "westus2").await;
+    let identity = format!(
+        "{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/workload?api-version=2024-11-30",
+        group_id("rich")
+    );
+    let (status, _, created) =
+        app.send(Method::PUT, &identity, Some(token), Some(json!({"location": "westus2"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let principal = created["properties"]["principalId"].as_str().expect("principalId").to_owned();
+
+    let role = "3a1f0000-0000-4000-8000-00000000cafe";
+    let role_uri = format!(
+        "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{role}?api-version=2022-04-01",
+        sub_id()
+    );
+    let role_body = json!({"properties": {
+        "roleName": "Rich Reader",
+        "permissions": [{"actions": ["Microsoft.Resources/subscriptions/resourceGroups/read"]}],
+        "assignableScopes": [format!("/subscriptions/{}", sub_id())],
+    }});
+    let (status, _, created) = app.send(Method::PUT, &role_uri, Some(token), Some(role_body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    for (name, keep) in
+        [("5b2e0000-0000-4000-8000-000000000001", true), ("5b2e0000-0000-4000-8000-000000000002", false)]
+    {
+        let uri = format!(
+            "{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01",
+            group_id("rich")
+        );
+        let body = json!({"properties": {
+            "roleDefinitionId": format!("/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{role}", sub_id()),
+            "principalId": principal,
+            "principalType": "ServicePrincipal",
+        }});
+        let body = if keep {
+            body
+        } else {
+            let mut reader = body;
+            reader["properties"]["roleDefinitionId"] = json!(format!(
+                "/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7",
+                sub_id()
+            ));
+            reader
+        };
+        let (status, _, assigned) = app.send(Method::PUT, &uri, Some(token), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{assigned}");
+        if !keep {
+            let (status, _, deleted) = app.send(Method::DELETE, &uri, Some(token), None).await;
+            assert_eq!(status, StatusCode::OK, "{deleted}");
+        }
+    }
+
+    let cluster =
+        format!("{}/providers/Microsoft.ContainerService/managedClusters/aks?api-version=2026-06-01", group_id("rich"));
+    let body = json!({
+        "location": "westus2",
+        "identity": { "type": "SystemAssigned" },
+        "properties": { "dnsPrefix": "aks", "agentPoolProfiles": [{ "name": "pool", "count": 1, "mode": "System" }] },
+    });
+    let (status, _, created) = app.send(Method::PUT, &cluster, Some(token), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+
+    let (status, _, application) =
+        app.send(Method::POST, "/v1.0/applications", Some(token), Some(json!({"displayName": "rich-app"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{application}");
+    let sp_body = json!({"appId": application["appId"], "accountEnabled": true, "notes": "kept beside the principal"});
+    let (status, _, sp) = app.send(Method::POST, "/v1.0/servicePrincipals", Some(token), Some(sp_body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{sp}");
+
+    let (status, _, published) = app.send(Method::POST, "/_armlet/node-images", None, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let timing =
+        json!({ "operationTiming": [{ "kind": "Microsoft.ContainerService/*", "duration": "30s", "polls": 2 }] });
+    let (status, _, config) = app.send(Method::PATCH, "/_armlet/config", None, Some(timing)).await;
+    assert_eq!(status, StatusCode::OK, "{config}");
+}
+
+/// The endpoints that read every directory object, operation and role assignment answer.
+async fn assert_readers_answer(app: &TestApp, token: &str, after: &str) {
+    let identities = format!(
+        "/subscriptions/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities?api-version=2024-11-30",
+        sub_id()
+    );
+    for uri in ["/v1.0/servicePrincipals", "/v1.0/applications", "/_armlet/events", identities.as_str()] {
+        let (status, body) = app.get(uri, token).await;
+        assert_eq!(status, StatusCode::OK, "GET {uri} after {after}: {body}");
+    }
+    let (status, body) =
+        app.get(&format!("/subscriptions/{}/resourcegroups?api-version={RG_API}", sub_id()), token).await;
+    assert_eq!(status, StatusCode::OK, "resource groups after {after}: {body}");
+}
+
+/// `PUT /_armlet/state` stored entries whatever their values were: `"dir/sp/x": [1]` imported
+/// with 200, and then every reader of service principals (Graph, `/_armlet/events`) answered
+/// 500. Each entry is now decoded as its key space's readers decode it first: a bad one is a
+/// 400 naming the key and changes nothing, while a real export still imports unchanged.
+#[tokio::test]
+async fn a_state_document_with_a_value_of_the_wrong_shape_is_refused_and_changes_nothing() {
+    let app = TestApp::new().await;
+    let token = app.token().await;
+    rich_state(&app, &token).await;
+
+    let (status, exported) = app.get_public("/_armlet/state").await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = exported["entries"].as_object().expect("entries").clone();
+    let first = |prefix: &str| -> String {
+        entries.keys().find(|k| k.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} key: {entries:?}")).clone()
+    };
+    let layouts = [
+        "res/",
+        "sub/",
+        "tenant/",
+        "dir/sp/",
+        "dir/spprops/",
+        "dir/appid/",
+        "dir/mires/",
+        "dir/app/",
+        "dir/appobj/",
+        "op/",
+        "oppending/",
+        "meta/clock",
+        "roledef/",
+        "ratomb/",
+        "aks/",
+        "nodeimage/",
+        "config/operationTiming",
+    ];
+    for layout in layouts {
+        first(layout);
+    }
+
+    // A real export imports unchanged, after a reset and over itself.
+    let (status, _, _) = app.send(Method::POST, "/_armlet/reset", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..2 {
+        let (status, _, imported) = app.send(Method::PUT, "/_armlet/state", None, Some(exported.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{imported}");
+        let (_, again) = app.get_public("/_armlet/state").await;
+        assert_eq!(again["entries"], exported["entries"], "export → import → export is identical");
+    }
+    assert_readers_answer(&app, &token, "a faithful import").await;
+
+    let group_key = format!("res{}", group_id("rich").to_lowercase());
+    let identity_key = first(&format!("{group_key}/providers/microsoft.managedidentity/"));
+    let group = entries[&group_key].clone();
+    let mut nameless = group.clone();
+    nameless.as_object_mut().expect("a group is an object").remove("name");
+    let corruptions: Vec<(String, Value)> = vec![
+        ("dir/sp/x".to_owned(), json!([1])),
+        (first("dir/sp/"), json!({"id": "x", "appId": 5})),
+        (first("dir/spprops/"), json!("notes")),
+        (first("dir/appid/"), json!({"objectId": "x"})),
+        (first("dir/mires/"), json!(7)),
+        (first("dir/app/"), json!({"id": 5})),
+        (first("dir/appobj/"), json!(null)),
+        ("dir/users/someone".to_owned(), json!("x")),
+        (first("sub/"), json!({})),
+        (first("tenant/"), json!(null)),
+        (first("op/"), json!({"id": "x"})),
+        (first("oppending/"), json!("soon")),
+        (armlet::admin::CLOCK_KEY.to_owned(), json!({"mode": "sideways"})),
+        (first("roledef/"), json!([])),
+        (first("ratomb/"), json!({"assignment": 1, "deletedOn": "yesterday"})),
+        (first("aks/"), json!({"nodes": "many"})),
+        (first("nodeimage/"), json!({"version": "latest", "released": "2026-03-01T00:00:00Z", "rolloutHours": 0})),
+        ("config/operationTiming".to_owned(), json!({"rules": [{"kind": "*", "duration": i64::MAX}]})),
+        (identity_key, json!([1])),
+        (group_key.clone(), nameless),
+        (format!("{group_key}-elsewhere"), group),
+        ("meta/other".to_owned(), json!({})),
+    ];
+    let before = app.get_public("/_armlet/state").await.1;
+    for (key, value) in corruptions {
+        let mut doc = exported.clone();
+        doc["entries"][&key] = value.clone();
+        for uri in ["/_armlet/state?dryRun=true", "/_armlet/state"] {
+            let (status, _, body) = app.send(Method::PUT, uri, None, Some(doc.clone())).await;
+            let message = assert_arm_error(status, &body, StatusCode::BAD_REQUEST, "InvalidRequestContent");
+            assert!(message.contains(&format!("'{key}'")), "PUT {uri} with {key} = {value}: {message}");
+        }
+        let (_, after) = app.get_public("/_armlet/state").await;
+        assert_eq!(after, before, "a refused import of {key} = {value} changed the store");
+        assert_readers_answer(&app, &token, &format!("refusing {key} = {value}")).await;
+    }
+}
