@@ -79,7 +79,7 @@ pub fn check(key: &str, value: &Value) -> Result<(), String> {
             Keys::Exact(exact) => key == *exact,
             Keys::Under(prefix) => key.starts_with(prefix) && key.len() > prefix.len(),
         })
-        .ok_or_else(|| "armlet stores nothing under this key".to_owned())?;
+        .ok_or_else(|| "it is an unknown key (armlet stores nothing under it)".to_owned())?;
     check(key, value)
 }
 
