@@ -13,11 +13,8 @@
 //! in `src/server.rs`; 413 for ARM bodies and resource group names in `arm_core/errors.rs`
 //! (`a_body_over_the_limit_is_413_and_creates_nothing`, `bad_group_names_are_invalid_resource_group`).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use armlet::Settings;
@@ -32,6 +29,7 @@ use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use crate::common::server::Server;
 use crate::common::*;
 
 const MI_API: &str = "2024-11-30";
@@ -693,88 +691,6 @@ async fn oversized_bodies_are_413_on_every_surface_and_write_nothing() {
 
 // ---- the real server: slow, greedy and idle clients ----
 
-/// A running `armlet serve --in-memory`; killed and reaped when dropped.
-struct Server {
-    child: Child,
-    https: String,
-    http: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_armlet"));
-        command
-            .args(["serve", "--in-memory", "--https-port", "0", "--http-port", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (var, _) in std::env::vars_os() {
-            if var.to_string_lossy().starts_with("ARMLET_") {
-                command.env_remove(var);
-            }
-        }
-        let mut child = command.spawn().expect("start armlet");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut stderr_pipe = child.stderr.take().expect("stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let stderr = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = stderr_pipe.read(&mut buf) {
-                    stderr.lock().unwrap_or_else(|e| e.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        let (tx, rx) = mpsc::channel();
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("armlet ready: ") {
-                    let _ = tx.send(rest.to_owned());
-                }
-            }
-        });
-        let mut server = Self { child, https: String::new(), http: String::new(), stderr };
-        let ready = rx.recv_timeout(StdDuration::from_secs(120)).unwrap_or_else(|e| {
-            panic!(
-                "armlet did not get ready ({e}); exit: {:?}; stderr:\n{}",
-                server.child.try_wait(),
-                server.stderr_text()
-            )
-        });
-        for part in ready.split_whitespace() {
-            if let Some(url) = part.strip_prefix("https=") {
-                server.https = url.to_owned();
-            } else if let Some(url) = part.strip_prefix("http=") {
-                server.http = url.to_owned();
-            }
-        }
-        server
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn http_addr(&self) -> String {
-        self.http.trim_start_matches("http://").to_owned()
-    }
-
-    fn https_addr(&self) -> String {
-        self.https.trim_start_matches("https://").to_owned()
-    }
-}
-
 fn connect(addr: &str) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     stream.set_nodelay(true).expect("nodelay");
@@ -881,7 +797,7 @@ fn assert_cut_off(what: &str, result: Option<(StdDuration, Vec<u8>)>, timeout: S
 #[test]
 fn slow_greedy_and_idle_clients_are_cut_off_while_others_are_served() {
     let server =
-        Server::start(&["--header-read-timeout", "1s", "--request-timeout", "2s", "--max-header-bytes", "16384"]);
+        Server::in_memory(&["--header-read-timeout", "1s", "--request-timeout", "2s", "--max-header-bytes", "16384"]);
     let http = server.http_addr();
     let https = server.https_addr();
 
@@ -1045,8 +961,8 @@ fn printed_control_token(server: &Server) -> String {
 fn the_control_api_wants_the_token_armlet_prints_when_listening_beyond_loopback() {
     // `--seed` makes ids reproducible, not the control token: two such servers differ.
     const ARGS: [&str; 4] = ["--bind", "0.0.0.0", "--seed", "42"];
-    let twin = std::thread::spawn(|| Server::start(&ARGS));
-    let server = Server::start(&ARGS);
+    let twin = std::thread::spawn(|| Server::in_memory(&ARGS));
+    let server = Server::in_memory(&ARGS);
     let twin = twin.join().expect("the second server");
     let token = printed_control_token(&server);
     assert!(token.len() >= 32 && token.chars().all(|c| c.is_ascii_hexdigit()), "a weak control token: {token}");

@@ -41,30 +41,40 @@ impl Server {
 
     /// Like [`Server::start`], with extra `armlet serve` arguments.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+        let dir = data_dir.to_str().expect("a UTF-8 data directory");
+        let mut args = vec!["--data-dir", dir, "--bind", "127.0.0.1"];
+        args.extend_from_slice(extra);
+        let server = Self::serve(&args);
+        assert!(
+            server.https.starts_with("https://127.0.0.1:") && server.http.starts_with("http://127.0.0.1:"),
+            "ready at {} and {}",
+            server.https,
+            server.http
+        );
+        server
+    }
+
+    /// `armlet serve --in-memory` with `args`, on random ports.
+    pub fn in_memory(args: &[&str]) -> Self {
+        let mut all = vec!["--in-memory"];
+        all.extend_from_slice(args);
+        Self::serve(&all)
+    }
+
+    /// `armlet serve` with `args` on random ports, none of the caller's `ARMLET_*` settings,
+    /// once it says it is ready.
+    fn serve(args: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_armlet"));
         command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--https-port", "0", "--http-port", "0", "--bind", "127.0.0.1"])
-            .args(extra)
+            .args(["serve", "--https-port", "0", "--http-port", "0"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for var in [
-            "ARMLET_IN_MEMORY",
-            "ARMLET_TLS_CERT",
-            "ARMLET_TLS_KEY",
-            "ARMLET_SKIP_API_VERSION_CHECK",
-            "ARMLET_MAX_BODY_BYTES",
-            "ARMLET_OPERATION_TIMING",
-            "ARMLET_CONTROL_TOKEN",
-            "ARMLET_SEED",
-            "ARMLET_FREEZE_AT",
-            "ARMLET_CLOCK_STEP",
-            "ARMLET_RBAC",
-        ] {
-            command.env_remove(var);
+        for (var, _) in std::env::vars_os() {
+            if var.to_string_lossy().starts_with("ARMLET_") {
+                command.env_remove(var);
+            }
         }
         let mut child = command.spawn().expect("start armlet");
         let stdout = child.stdout.take().expect("stdout");
@@ -74,10 +84,7 @@ impl Server {
             let stderr = Arc::clone(&stderr);
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
-                while let Ok(n) = stderr_pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
+                while let Ok(n @ 1..) = stderr_pipe.read(&mut buf) {
                     stderr
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -89,8 +96,7 @@ impl Server {
         // Keep draining stdout after the ready line so the server never writes to a full or
         // closed pipe.
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("armlet ready: ") {
                     let _ = tx.send(rest.to_owned());
                 }
@@ -112,11 +118,17 @@ impl Server {
                 server.http = url.to_owned();
             }
         }
-        assert!(
-            server.https.starts_with("https://127.0.0.1:") && server.http.starts_with("http://127.0.0.1:"),
-            "ready line: {ready}"
-        );
         server
+    }
+
+    /// The plain-HTTP listener as `host:port`.
+    pub fn http_addr(&self) -> String {
+        self.http.trim_start_matches("http://").to_owned()
+    }
+
+    /// The HTTPS listener as `host:port`.
+    pub fn https_addr(&self) -> String {
+        self.https.trim_start_matches("https://").to_owned()
     }
 
     pub fn stderr_text(&self) -> String {
