@@ -287,11 +287,7 @@ async fn populate(http: SocketAddr, token: &str, count: usize, clusters: bool) {
     populate_with(http, token, 0..count, clusters).await
 }
 
-/// Creates identities `pop-{i}` for each `i` in `range`.
-async fn populate_range(http: SocketAddr, token: &str, range: std::ops::Range<usize>) {
-    populate_with(http, token, range, false).await
-}
-
+/// Creates `pop-{i}` for each `i` in `range`: identities, or clusters when `clusters`.
 async fn populate_with(http: SocketAddr, token: &str, range: std::ops::Range<usize>, clusters: bool) {
     let next = Arc::new(AtomicUsize::new(range.start));
     let mut tasks = Vec::new();
@@ -444,7 +440,7 @@ async fn main() {
         if populated == 0 {
             put_group(armlet.http, &token).await;
         }
-        populate_range(armlet.http, &token, populated..count).await;
+        populate_with(armlet.http, &token, populated..count, false).await;
         populated = count;
         let rss_created = rss_kb(armlet.child.id());
         drop(armlet);
